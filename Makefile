@@ -1,0 +1,27 @@
+# The two commands of this repo. Both create .venv/ on first use and install requirements.txt.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA ?= Assets/Data~
+# where `make demo` resumes: data, learner-64, gobig-128, gobig-256, onnx, realimage
+FROM ?= data
+
+.PHONY: test demo setup clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(PY) -m helpers.demo --data "$(DATA)" --from $(FROM)
+
+clean-venv:
+	rm -rf $(VENV)
