@@ -1,0 +1,54 @@
+"""Figures the notebooks show: training curves, masks over images, predictions next to the truth."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from helpers.files import atomic_save
+from helpers.labels import LabelTable
+
+LOSSES = ("train_loss", "valid_loss")
+
+
+def plot_history(history: pd.DataFrame, title: str, save_to: str | Path | None = None) -> plt.Figure:
+    """Losses and metrics per epoch, side by side; saved as PNG when `save_to` is given."""
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 3.6))
+    epochs = history["epoch"] + 1
+    for col in LOSSES:
+        ax_loss.plot(epochs, history[col], marker=".", label=col.replace("_", " "))
+    for col in history.columns:
+        if col not in ("epoch", "time", *LOSSES):
+            ax_metric.plot(epochs, history[col], marker=".", label=col.replace("_", " "))
+    ax_loss.set(title=f"{title}: loss", xlabel="epoch")
+    ax_metric.set(title=f"{title}: validation metrics", xlabel="epoch", ylim=(0, 1))
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    if save_to is not None:
+        atomic_save(save_to, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    return fig
+
+
+def legend_patches(labels: LabelTable, values) -> list[Patch]:
+    """Legend entries (colour and name) for the given mask values."""
+    return [Patch(color=labels.palette[v] / 255, label=f"{v} {labels.codes[v]}") for v in values]
+
+
+def show_side_by_side(panels: dict[str, np.ndarray], labels: LabelTable | None = None, legend_values=None,
+                      width: float = 5.0) -> plt.Figure:
+    """Images in one row with titles, and a class legend when given."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), width * 0.62))
+    for ax, (title, img) in zip(np.atleast_1d(axes), panels.items()):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    if labels is not None and legend_values is not None and len(legend_values):
+        fig.legend(handles=legend_patches(labels, legend_values), loc="center left", bbox_to_anchor=(1.0, 0.5),
+                   fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

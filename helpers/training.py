@@ -1,0 +1,234 @@
+"""Data, learner, precision and saving for the training notebooks, on top of fastai."""
+from __future__ import annotations
+
+import os
+import zlib
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import CSVLogger
+from fastai.data.block import DataBlock
+from fastai.data.transforms import FuncSplitter, Normalize, get_image_files
+from fastai.learner import Learner
+from fastai.metrics import DiceMulti, JaccardCoeffMulti, foreground_acc
+from fastai.vision.all import (ImageBlock, MaskBlock, Resize, ResizeMethod, aug_transforms, imagenet_stats,
+                               resnet34, unet_learner)
+
+from helpers.files import atomic_save
+from helpers.labels import LabelTable
+
+VALID_PCT = 0.2
+
+
+def label_of(image: Path) -> Path:
+    """The label file of a screenshot: Data~/screenshots/N.png -> Data~/labels/N.png."""
+    return image.parent.parent / "labels" / image.name
+
+
+def screenshots_of(data_path: Path) -> list[Path]:
+    """Every screenshot of a dataset folder."""
+    return get_image_files(Path(data_path) / "screenshots")
+
+
+def in_validation(image: Path, seed: int = 0, valid_pct: float = VALID_PCT) -> bool:
+    """Whether a screenshot is in the validation set, from its file name alone.
+
+    A hash of the name (not a random shuffle) keeps the same files in validation at every
+    resolution and in every run, so an upscaling stage never validates on images it trained on."""
+    return zlib.crc32(f"{seed}:{Path(image).name}".encode()) % 10_000 < valid_pct * 10_000
+
+
+def split_of(files: list[Path], seed: int = 0, valid_pct: float = VALID_PCT) -> list[str]:
+    """Names of the validation files of a dataset, sorted: what every stage must agree on."""
+    return sorted(f.name for f in files if in_validation(f, seed, valid_pct))
+
+
+def batch_augmentations() -> list:
+    """Augmentations applied per batch: flips, small rotations, zoom, warp and lighting, never upside down."""
+    return aug_transforms(do_flip=True, flip_vert=False, max_rotate=5.0, max_zoom=1.1, max_lighting=0.2,
+                          max_warp=0.1, p_lighting=0.75)
+
+
+def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, labels: LabelTable,
+                     seed: int = 0, augment: bool = True, num_workers: int | None = None):
+    """fastai DataLoaders of screenshots and index masks, squished to image_size x image_size."""
+    block = DataBlock(
+        blocks=(ImageBlock, MaskBlock(codes=labels.codes)),
+        get_items=screenshots_of,
+        get_y=label_of,
+        splitter=FuncSplitter(partial(in_validation, seed=seed)),
+        item_tfms=Resize(image_size, method=ResizeMethod.Squish),
+        batch_tfms=[*(batch_augmentations() if augment else []), Normalize.from_stats(*imagenet_stats)],
+    )
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
+    return block.dataloaders(Path(data_path), bs=batchsize, num_workers=num_workers, seed=seed)
+
+
+class CPUBf16(Callback):
+    """bf16 autocast and channels-last on the CPU (fastai's own mixed precision only autocasts CUDA)."""
+
+    order = 10
+
+    def before_fit(self):
+        self.learn.model.to(memory_format=torch.channels_last)
+
+    def before_batch(self):
+        self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+        self.autocast.__enter__()
+
+    def after_pred(self):
+        self.learn.pred = self.pred.float()
+
+    def after_loss(self):
+        self.autocast.__exit__(None, None, None)
+
+    def after_cancel_batch(self):
+        self.autocast.__exit__(None, None, None)
+
+    def after_fit(self):
+        self.learn.model.to(memory_format=torch.contiguous_format)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix work natively (AVX-512 bf16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def set_precision(learn: Learner, precision: str = "auto") -> str:
+    """Pick fp16 on CUDA, bf16 autocast on a bf16 CPU, else fp32; return what was chosen, in words."""
+    cuda = next(learn.model.parameters()).is_cuda
+    if precision == "auto":
+        precision = "fp16" if cuda else ("bf16" if cpu_has_bf16() else "fp32")
+    if precision == "fp16":
+        if not cuda:
+            raise ValueError("fp16 mixed precision needs a CUDA GPU; use precision='bf16' or 'fp32' on a CPU.")
+        learn.to_fp16()
+        return f"fp16 mixed precision on {torch.cuda.get_device_name()}"
+    if precision == "bf16" and not cuda:
+        learn.add_cb(CPUBf16())
+        return f"bf16 autocast + channels-last on the CPU ({torch.get_num_threads()} threads)"
+    if precision == "bf16":
+        learn.to_bf16()
+        return f"bf16 mixed precision on {torch.cuda.get_device_name()}"
+    return "fp32 on " + (torch.cuda.get_device_name() if cuda else f"the CPU ({torch.get_num_threads()} threads)")
+
+
+def make_learner(dls, labels: LabelTable, arch=resnet34, use_transfer: bool = False) -> Learner:
+    """A U-Net with one output per class (void included) and the segmentation metrics."""
+    return unet_learner(dls, arch, pretrained=use_transfer, n_out=labels.n_classes,
+                        metrics=[foreground_acc, DiceMulti(), JaccardCoeffMulti()])
+
+
+def stage_paths(models_dir: str | Path, save_name: str, res: int) -> dict[str, Path]:
+    """Where a stage's files live: weights, export, ONNX, history and plot."""
+    base = Path(models_dir) / f"{save_name}_{res}x"
+    return {"pth": base.with_suffix(".pth"), "pkl": base.with_suffix(".pkl"), "onnx": base.with_suffix(".onnx"),
+            "int8": Path(f"{base}_int8.onnx"), "history": Path(f"{base}_history.csv"),
+            "plot": Path(f"{base}_metrics.png")}
+
+
+def history_logger(models_dir: str | Path, save_name: str, res: int) -> CSVLogger:
+    """A CSVLogger writing this stage's history beside a temporary name, to be kept by `keep_history`."""
+    path = stage_paths(models_dir, save_name, res)["history"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return CSVLogger(fname=str(path.with_name(path.name + ".part")))
+
+
+def keep_history(models_dir: str | Path, save_name: str, res: int) -> pd.DataFrame:
+    """Move a finished run's history CSV to its final name and return it."""
+    path = stage_paths(models_dir, save_name, res)["history"]
+    os.replace(path.with_name(path.name + ".part"), path)
+    return pd.read_csv(path)
+
+
+def save_weights(learn: Learner, path: Path) -> Path:
+    """The model's weights only: what the next stage loads."""
+    return atomic_save(path, lambda tmp: torch.save(learn.model.state_dict(), tmp))
+
+
+def export_learner(learn: Learner, path: Path) -> Path:
+    """fastai's `learn.export` (a pickle: load only from a trusted source)."""
+    return atomic_save(path, lambda tmp: learn.export(tmp))
+
+
+def load_weights(learn: Learner, path: Path) -> None:
+    """Load a previous stage's weights (checked first by `check_stage_inputs`)."""
+    learn.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+class StageError(Exception):
+    """A training stage cannot start; the message says why and what to run first."""
+
+
+def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str, input_res: int, output_res: int) -> Path:
+    """Before any GoBig training: the input stage's weights exist, fit labels.csv, and the screenshots are big enough."""
+    from PIL import Image
+
+    weights = stage_paths(Path(data_path) / "models", save_name, input_res)["pth"]
+    if not weights.is_file():
+        maker = "SegmentationLearner.ipynb" if input_res == 64 else f"GoBig.ipynb with output_res={input_res}"
+        raise StageError(f"{weights} not found: the {input_res}x{input_res} stage has not been trained. "
+                         f"Run {maker} first (or `make demo FROM=...`), or set input_res/save_name to a stage you have.")
+    if output_res <= input_res:
+        raise StageError(f"output_res ({output_res}) must be larger than input_res ({input_res}): each run goes one step up.")
+    first = next(iter(sorted((Path(data_path) / "screenshots").glob("*.png"))), None)
+    if first is not None:
+        w, h = Image.open(first).size
+        if output_res > min(w, h):
+            raise StageError(f"output_res {output_res} is larger than the screenshots ({w}x{h}): the model would train on "
+                             f"upscaled pixels. Stop at {max(r for r in (64, 128, 256, 512, 1024) if r <= min(w, h))} "
+                             "or generate larger screenshots (python -m helpers.synth --size).")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    n_out = [v.shape[0] for k, v in state.items() if v.ndim == 4][-1]
+    if n_out != labels.n_classes:
+        raise StageError(f"{weights.name} predicts {n_out} classes but labels.csv gives {labels.n_classes} "
+                         "(void included): the classes changed since that stage was trained. Restore that labels.csv, "
+                         "or retrain from 64x64 with SegmentationLearner.ipynb.")
+    return weights
+
+
+def fit_halving_on_oom(build, batchsize: int, fit) -> tuple[Learner, int]:
+    """Build a learner for a batch size and fit it; on CUDA out-of-memory halve the batch size and retry, down to 1."""
+    import gc
+
+    while True:
+        learn = build(batchsize)
+        try:
+            fit(learn)
+            return learn, batchsize
+        except torch.cuda.OutOfMemoryError:
+            if batchsize <= 1:
+                raise
+            del learn
+            gc.collect()
+            torch.cuda.empty_cache()
+            print(f"CUDA out of memory at batch size {batchsize}; retrying the step with batch size {batchsize // 2}")
+            batchsize //= 2
+
+
+def validation_images(dls, res: int, n: int = 8) -> np.ndarray:
+    """The first n validation screenshots as uint8 N x res x res x 3, squished as in training."""
+    from PIL import Image
+
+    files = list(dls.valid_ds.items)[:n]
+    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((res, res), Image.Resampling.BILINEAR)) for f in files])
+
+
+def save_stage(learn: Learner, labels: LabelTable, data_path: str | Path, save_name: str, res: int) -> dict[str, Path]:
+    """Save the three variants of a stage: weights (.pth), fastai export (.pkl) and ONNX (.onnx)."""
+    from helpers.export import export_onnx
+
+    paths = stage_paths(Path(data_path) / "models", save_name, res)
+    save_weights(learn, paths["pth"])
+    export_learner(learn, paths["pkl"])
+    export_onnx(learn.model, paths["onnx"], res, labels, trained_by=f"{save_name} at {res}x{res}")
+    return paths
