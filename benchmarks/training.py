@@ -1,0 +1,77 @@
+"""Training throughput through the fastai Learner, fp32 against the CPU bf16 path, in one run.
+
+    python -m benchmarks.training [--sizes 64 128] [--data DIR] [--batches 6]
+
+Prints images/s per resolution and precision, and the bf16/fp32 ratio (ratios measured in one run hold
+on a shared, noisy machine; absolute figures do not).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from fastai.callback.core import Callback, CancelFitException
+
+from helpers import training
+from helpers.labels import read_labels
+from helpers.synth import generate
+
+
+class StopAfter(Callback):
+    """Times training batches after a warm-up and stops the fit."""
+
+    def __init__(self, warmup: int, batches: int):
+        self.warmup, self.batches, self.seen, self.start = warmup, batches, 0, None
+
+    def before_batch(self):
+        if self.seen == self.warmup:
+            self.start = time.perf_counter()
+
+    def after_batch(self):
+        self.seen += 1
+        if self.seen == self.warmup + self.batches:
+            self.seconds = time.perf_counter() - self.start
+            raise CancelFitException()
+
+
+def images_per_second(data: Path, size: int, batchsize: int, precision: str, batches: int) -> float:
+    """Training images per second of a fresh U-Net learner at one size and precision."""
+    labels = read_labels(data)
+    dls = training.segmentation_dls(data, size, batchsize, labels, num_workers=0)
+    learn = training.make_learner(dls, labels)
+    training.set_precision(learn, precision)
+    timer = StopAfter(warmup=2, batches=batches)
+    if len(dls.train) < timer.warmup + batches:
+        raise SystemExit(f"{data} has too few training images for {timer.warmup + batches} batches of {batchsize}")
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3, cbs=[timer])
+    return batches * batchsize / timer.seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print a table."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--data", type=Path, help="dataset folder (default: 200 generated images in a temp folder)")
+    ap.add_argument("--batches", type=int, default=6, help="timed batches per configuration")
+    ap.add_argument("--batchsize", type=int, default=16)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "data"
+            generate(data, 200, 320, 180, seed=5, workers=2, progress=False)
+        precisions = ["fp32"] + (["bf16"] if training.cpu_has_bf16() else [])
+        print(f"CPU threads: {torch.get_num_threads()}, batch size {args.batchsize}, {args.batches} timed batches each")
+        print(f"{'size':>6} " + "".join(f"{p + ' img/s':>12}" for p in precisions) + ("   bf16/fp32" if len(precisions) > 1 else ""))
+        for size in args.sizes:
+            rates = [images_per_second(data, size, args.batchsize, p, args.batches) for p in precisions]
+            ratio = f"{rates[1] / rates[0]:>11.2f}x" if len(rates) > 1 else ""
+            print(f"{size:>6} " + "".join(f"{r:>12.1f}" for r in rates) + ratio, flush=True)
+
+
+if __name__ == "__main__":
+    main()
