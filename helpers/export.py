@@ -75,3 +75,43 @@ def parity(model: nn.Module, onnx_path: str | Path, images: np.ndarray) -> float
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_mask = session.run(["mask"], {"image": images})[0]
     return float((onnx_mask == torch_masks(model, images)).mean())
+
+
+def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+    """An int8 copy of an exported model: static QDQ quantization, per-channel weights, calibrated on real images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration[i:i + 1] for i in range(len(calibration)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"image": batch}
+
+    def save(tmp: Path) -> None:
+        prepared = tmp.with_name(tmp.name + ".pre.onnx")
+        try:
+            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(tmp), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=_head_nodes(prepared))
+            proto = onnx.load(str(tmp))
+            meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+            meta["precision"] = "int8 (static QDQ, per-channel weights)"
+            del proto.metadata_props[:]
+            for key, value in meta.items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.save(proto, str(tmp))
+        finally:
+            prepared.unlink(missing_ok=True)
+
+    return atomic_save(out_path, save)
+
+
+def _head_nodes(path: Path) -> list[str]:
+    """Nodes kept in float: the input normalisation and the softmax/argmax after the last convolution."""
+    graph = onnx.load(str(path)).graph
+    convs = [i for i, n in enumerate(graph.node) if n.op_type == "Conv"]
+    return [n.name for i, n in enumerate(graph.node) if i < convs[0] or i > convs[-1]]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import zlib
 from functools import partial
 from pathlib import Path
 
@@ -20,31 +19,11 @@ from fastai.vision.all import (ImageBlock, MaskBlock, Resize, ResizeMethod, aug_
 
 from helpers.files import atomic_save
 from helpers.labels import LabelTable
-
-VALID_PCT = 0.2
-
-
-def label_of(image: Path) -> Path:
-    """The label file of a screenshot: Data~/screenshots/N.png -> Data~/labels/N.png."""
-    return image.parent.parent / "labels" / image.name
-
+from helpers.paths import in_validation, label_of, stage_paths
 
 def screenshots_of(data_path: Path) -> list[Path]:
     """Every screenshot of a dataset folder."""
     return get_image_files(Path(data_path) / "screenshots")
-
-
-def in_validation(image: Path, seed: int = 0, valid_pct: float = VALID_PCT) -> bool:
-    """Whether a screenshot is in the validation set, from its file name alone.
-
-    A hash of the name (not a random shuffle) keeps the same files in validation at every
-    resolution and in every run, so an upscaling stage never validates on images it trained on."""
-    return zlib.crc32(f"{seed}:{Path(image).name}".encode()) % 10_000 < valid_pct * 10_000
-
-
-def split_of(files: list[Path], seed: int = 0, valid_pct: float = VALID_PCT) -> list[str]:
-    """Names of the validation files of a dataset, sorted: what every stage must agree on."""
-    return sorted(f.name for f in files if in_validation(f, seed, valid_pct))
 
 
 def batch_augmentations() -> list:
@@ -126,14 +105,6 @@ def make_learner(dls, labels: LabelTable, arch=resnet34, use_transfer: bool = Fa
     """A U-Net with one output per class (void included) and the segmentation metrics."""
     return unet_learner(dls, arch, pretrained=use_transfer, n_out=labels.n_classes,
                         metrics=[foreground_acc, DiceMulti(), JaccardCoeffMulti()])
-
-
-def stage_paths(models_dir: str | Path, save_name: str, res: int) -> dict[str, Path]:
-    """Where a stage's files live: weights, export, ONNX, history and plot."""
-    base = Path(models_dir) / f"{save_name}_{res}x"
-    return {"pth": base.with_suffix(".pth"), "pkl": base.with_suffix(".pkl"), "onnx": base.with_suffix(".onnx"),
-            "int8": Path(f"{base}_int8.onnx"), "history": Path(f"{base}_history.csv"),
-            "plot": Path(f"{base}_metrics.png")}
 
 
 def history_logger(models_dir: str | Path, save_name: str, res: int) -> CSVLogger:
@@ -227,8 +198,12 @@ def save_stage(learn: Learner, labels: LabelTable, data_path: str | Path, save_n
     """Save the three variants of a stage: weights (.pth), fastai export (.pkl) and ONNX (.onnx)."""
     from helpers.export import export_onnx
 
+    from PIL import Image
+
     paths = stage_paths(Path(data_path) / "models", save_name, res)
     save_weights(learn, paths["pth"])
     export_learner(learn, paths["pkl"])
-    export_onnx(learn.model, paths["onnx"], res, labels, trained_by=f"{save_name} at {res}x{res}")
+    w, h = Image.open(learn.dls.valid_ds.items[0]).size  # squished to a square in training: photos should match
+    export_onnx(learn.model, paths["onnx"], res, labels, trained_by=f"{save_name} at {res}x{res}",
+                screenshot_aspect=f"{w / h:.4f}")
     return paths
