@@ -1,0 +1,114 @@
+"""The four notebooks, executed with papermill on the tiny generated dataset, in the order a user runs them."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill as pm
+import pytest
+import torch
+
+from helpers.inference import Predictor
+from helpers.paths import stage_paths
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"batchsize": 4, "small_epochs": 1, "image_size": 32, "save_name": "tiny"}
+STEP = {"small_batchsize": 8, "big_epochs": 1, "input_res": 32, "output_res": 64, "save_name": "tiny"}
+
+
+def execute(name: str, out_dir: Path, **params) -> nbformat.NotebookNode:
+    out = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(str(REPO / f"{name}.ipynb"), str(out), parameters=params, cwd=str(REPO),
+                        progress_bar=False, kernel_name="python3")
+    return nbformat.read(out, as_version=4)
+
+
+def text_of(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.output_type == "stream")
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_dataset: Path, tmp_path_factory) -> dict:
+    """Train at 32, step up to 64, then the ONNX and real-photo notebooks: one run shared by the tests below."""
+    root = tmp_path_factory.mktemp("chain")
+    data = root / "data"
+    shutil.copytree(tiny_dataset, data)
+    books = {"seg": execute("SegmentationLearner", root, data_path=str(data), **TINY),
+             "gobig": execute("GoBig", root, data_path=str(data), **STEP),
+             "onnx": execute("ONNX", root, data_path=str(data), size=64, save_name="tiny", n_timing_runs=2),
+             "real": execute("RealImagePred", root, data_path=str(data), save_name="tiny")}
+    return {"data": data, **books}
+
+
+@pytest.mark.parametrize("res", [32, 64])
+def test_every_stage_file_exists_and_loads(chain, res):
+    from fastai.learner import load_learner
+
+    paths = stage_paths(chain["data"] / "models", "tiny", res)
+    state = torch.load(paths["pth"], weights_only=True)
+    assert [v.shape[0] for v in state.values() if v.ndim == 4][-1] == 24
+    assert load_learner(paths["pkl"], cpu=True).dls.vocab[0] == "void"
+    predictor = Predictor(paths["onnx"])
+    assert predictor.resolution == res and predictor.codes[0] == "void"
+    history = pd.read_csv(paths["history"])
+    assert list(history.columns[:3]) == ["epoch", "train_loss", "valid_loss"]
+    assert {"foreground_acc", "dice_multi", "jaccard_coeff_multi"} <= set(history.columns) and len(history) == 1
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    assert not list((chain["data"] / "models").glob("*.part"))
+
+
+def test_validation_split_is_the_same_at_both_stages(chain):
+    def valid_count(nb):
+        return re.search(r"(\d+) training and (\d+) validation images", text_of(nb)).groups()
+    assert valid_count(chain["seg"]) == valid_count(chain["gobig"])
+
+
+@pytest.mark.parametrize("book", ["seg", "gobig"])
+def test_onnx_parity_is_printed_and_met(chain, book):
+    share = float(re.search(r"ONNX mask equals the PyTorch argmax on ([\d.]+)% of pixels", text_of(chain[book])).group(1))
+    assert share >= 99.9
+
+
+def test_notebooks_show_their_figures(chain):
+    for key in ("seg", "gobig", "onnx", "real"):
+        images = [o for c in chain[key].cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if "image/png" in o.get("data", {})]
+        assert images, key
+    assert "training with" in text_of(chain["seg"])
+    assert "int8 agrees with fp32" in text_of(chain["onnx"])
+    assert (chain["data"] / "test" / "coffee.png").exists()  # seeded real photos
+
+
+def test_bad_data_stops_before_training(dataset_copy, tmp_path):
+    m = np.zeros((64, 96), np.uint8) + 40
+    from PIL import Image
+    Image.fromarray(m).save(dataset_copy / "labels" / "0.png")
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute("SegmentationLearner", tmp_path, data_path=str(dataset_copy), **TINY)
+    assert e.value.ename == "DatasetError" and "value 40 in 1 file(s): 0.png" in e.value.evalue
+    assert not (dataset_copy / "models").exists()
+
+
+def test_missing_stage_is_a_clear_error(dataset_copy, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute("GoBig", tmp_path, data_path=str(dataset_copy), **STEP)
+    assert e.value.ename == "StageError"
+    assert "tiny_32x.pth not found" in e.value.evalue and "SegmentationLearner.ipynb" not in e.value.evalue
+    assert "GoBig.ipynb with output_res=32" in e.value.evalue
+
+
+def test_inference_benchmark_prints_its_json_line(chain):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--sizes", "64", "--data", str(chain["data"]),
+                        "--save-name", "tiny", "--runs", "2", "--images", "2"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [row["res"] for row in rows] == [64]
+    assert set(rows[0]) == {"res", "fastai_predict_ms", "torch_eager_ms", "ort_fp32_ms", "ort_int8_ms", "end_to_end_ms",
+                            "dice_fp32", "dice_int8"}
+    assert all(rows[0][k] > 0 for k in rows[0]) and 0 <= rows[0]["dice_int8"] <= 1
