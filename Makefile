@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 DATA ?= Assets/Data~
 # where `make demo` resumes: data, learner-64, gobig-128, gobig-256, onnx, realimage
 FROM ?= data
+# PUBLISH=1 copies the run's histories to results/ and its plots to readme_images/
+PUBLISH ?=
 
 .PHONY: test demo setup clean-venv
 
@@ -21,7 +23,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) -m helpers.demo --data "$(DATA)" --from $(FROM)
+	$(PY) -m helpers.demo --data "$(DATA)" --from $(FROM) $(if $(PUBLISH),--publish)
 
 clean-venv:
 	rm -rf $(VENV)

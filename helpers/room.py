@@ -39,6 +39,17 @@ class Scene:
                 np.concatenate(self.face_material), np.stack(self.materials).astype(np.float32))
 
 
+# Colour families, so each kind of surface looks like what it is in real rooms (still varied per room).
+PAINTS = [(0.9, 0.88, 0.82), (0.85, 0.85, 0.85), (0.8, 0.75, 0.65), (0.7, 0.8, 0.85), (0.75, 0.85, 0.7), (0.9, 0.75, 0.7)]
+FABRICS = [(0.9, 0.9, 0.88), (0.75, 0.7, 0.6), (0.3, 0.4, 0.6), (0.5, 0.5, 0.52), (0.6, 0.25, 0.2), (0.3, 0.5, 0.35)]
+WOODS = [(0.45, 0.28, 0.15), (0.7, 0.55, 0.35), (0.25, 0.15, 0.1), (0.85, 0.85, 0.85), (0.2, 0.2, 0.22)]
+
+
+def pick(rng: np.random.Generator, family: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """One colour of a family."""
+    return family[int(rng.integers(len(family)))]
+
+
 # A material row: base RGB (linear), second RGB, pattern kind, pattern frequency, pattern axis (xyz), amount.
 MATERIAL_FIELDS = 11
 
@@ -54,6 +65,10 @@ def material(rng: np.random.Generator, base: tuple[float, float, float] | None =
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     return np.array([*base_rgb, *second, kind, freq, *axis], dtype=np.float32)[:MATERIAL_FIELDS]
+
+
+# trimesh builds cylinders and cones along z; ours stand upright along y
+Z_TO_Y = trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0])
 
 
 def _yaw(angle: float) -> np.ndarray:
@@ -74,6 +89,7 @@ def box(size: tuple[float, float, float], center: tuple[float, float, float]) ->
 def cylinder(radius: float, height: float, base: tuple[float, float, float], sections: int = 16) -> trimesh.Trimesh:
     """An upright cylinder standing on `base`."""
     m = trimesh.creation.cylinder(radius=radius, height=height, sections=sections)
+    m.apply_transform(Z_TO_Y)
     m.apply_translation((base[0], base[1] + height / 2, base[2]))
     return m
 
@@ -81,6 +97,7 @@ def cylinder(radius: float, height: float, base: tuple[float, float, float], sec
 def cone(radius: float, height: float, base: tuple[float, float, float]) -> trimesh.Trimesh:
     """An upright cone standing on `base`."""
     m = trimesh.creation.cone(radius=radius, height=height, sections=16)
+    m.apply_transform(Z_TO_Y)
     m.apply_translation(base)
     return m
 
@@ -207,7 +224,7 @@ class RoomBuilder:
     def shell(self) -> None:
         """Walls, floor, ceiling, a door, a window, a skirting and a ceiling light fixture."""
         rng, W, H, D = self.rng, self.W, self.H, self.D
-        wall_mat = material(rng, kind=int(rng.choice([PLAIN, NOISE, STRIPES])), freq=rng.uniform(1, 6), spread=0.6)
+        wall_mat = material(rng, pick(rng, PAINTS), kind=int(rng.choice([PLAIN, NOISE, STRIPES])), freq=rng.uniform(1, 6), spread=0.15)
         self.add(box((W, H, 0.1), (W / 2, H / 2, -0.05)), "building_wall", wall_mat)
         self.add(box((W, H, 0.1), (W / 2, H / 2, D + 0.05)), "building_wall", wall_mat)
         self.add(box((0.1, H, D), (-0.05, H / 2, D / 2)), "building_wall", wall_mat)
@@ -226,7 +243,7 @@ class RoomBuilder:
         s = rng.uniform(0.6, self.wall_length(door_wall) - 0.6)
         x, z, yaw = self.wall_pose(door_wall, s, 0.0)
         door = _merge([box((0.9, 2.05, 0.04), (0, 1.025, 0.02)), box((0.12, 0.03, 0.05), (0.33, 1.0, 0.06))])
-        self.add(door.apply_transform(_at(x, 0, z, yaw)), "building_door", material(rng, kind=STRIPES, freq=4))
+        self.add(door.apply_transform(_at(x, 0, z, yaw)), "building_door", material(rng, pick(rng, WOODS), kind=STRIPES, freq=4, spread=0.15))
         self.scene.footprints.append(self.footprint(door_wall, s, 1.0, 0.9))
         self.wall_spans.append((door_wall, s - 0.5, s + 0.5, 0.0, 2.1))
         for _ in range(int(rng.integers(0, 2)) + 1):
@@ -267,13 +284,11 @@ class RoomBuilder:
     def furniture(self) -> None:
         """One of each furniture class on the floor, backs to the walls, never overlapping."""
         rng = self.rng
-        wood = lambda: material(rng, rng.choice([(0.45, 0.28, 0.15), (0.7, 0.55, 0.35), (0.25, 0.15, 0.1),
-                                                 (0.85, 0.85, 0.85), (0.2, 0.2, 0.22)]), kind=STRIPES,
-                                freq=rng.uniform(8, 30), spread=0.15)
+        wood = lambda: material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(8, 30), spread=0.15)
         mesh, w, d, top = model_bed(rng)
-        self.against_wall(mesh, "furniture_doubleBed", w, d, 1.2, top, material(rng, spread=0.5))
+        self.against_wall(mesh, "furniture_doubleBed", w, d, 1.2, top, material(rng, pick(rng, FABRICS), spread=0.2))
         mesh, w, d, top = model_armchair(rng)
-        self.against_wall(mesh, "furniture_armchair", w, d, 0.9, top, material(rng, kind=NOISE, spread=0.5))
+        self.against_wall(mesh, "furniture_armchair", w, d, 0.9, top, material(rng, pick(rng, FABRICS), kind=NOISE, spread=0.2))
         for name, (wr, dr, hr, fronts) in {
             "furniture_nightTable": ((0.4, 0.55), (0.35, 0.45), (0.45, 0.65), 2),
             "furniture_tvStand": ((1.1, 1.6), (0.35, 0.5), (0.4, 0.6), 1),
@@ -299,7 +314,7 @@ class RoomBuilder:
             for _ in range(40):
                 wall = int(rng.integers(4))
                 clock = name == "furniture_clock"
-                w, h = (rng.uniform(0.25, 0.4),) * 2 if clock else (rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.9))
+                w, h = (rng.uniform(0.3, 0.5),) * 2 if clock else (rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.9))
                 L = self.wall_length(wall)
                 if L < w + 0.2:
                     continue
@@ -309,7 +324,6 @@ class RoomBuilder:
                 x, z, yaw = self.wall_pose(wall, s, 0.0)
                 if clock:
                     face = trimesh.creation.cylinder(radius=w / 2, height=0.04, sections=24)
-                    face.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
                     hands = box((0.01, w * 0.35, 0.01), (0, w * 0.12, 0.025))
                     mesh = _merge([face.apply_translation((0, y, 0.02)), hands.apply_translation((0, y, 0))])
                     mat = material(rng, (0.9, 0.9, 0.88), kind=PLAIN)
@@ -349,7 +363,7 @@ class RoomBuilder:
             return
         # the TV goes on the lowest wide surface (the TV stand), the lamp on the lowest (the night table)
         tv_surface = max(surfaces, key=lambda s: (s[1] - s[0]) * (s[3] - s[2]) / (1 + s[4]))
-        p = spot(tv_surface, 0.2)
+        p = spot(tv_surface, 0.12)  # the TV is wide but thin: it needs depth for its foot only
         if p is not None:
             tw = rng.uniform(0.7, min(1.3, max(0.75, tv_surface[1] - tv_surface[0])))
             tv = _merge([box((tw, tw * 0.58, 0.05), (0, 0.08 + tw * 0.29, 0)), box((0.25, 0.04, 0.18), (0, 0.02, 0))])

@@ -1,0 +1,143 @@
+"""The whole chain in one command (`make demo`): data, 64x64, 64->128, 128->256, ONNX, real photos.
+
+    python -m helpers.demo [--data "Assets/Data~"] [--from STAGE] [--preset auto|cpu|cuda]
+
+Each notebook is executed with papermill into runs/ and, once it has finished without error, copied over the
+notebook in the repo, so a failed stage never leaves a half-run notebook behind and earlier stages' models stay.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stage:
+    """One step of the chain: a notebook run with its parameters, or the data generation."""
+
+    name: str
+    notebook: str | None
+    params: dict = field(default_factory=dict)
+    keep_copy: str | None = None  # file name under runs/ of an executed copy kept for this step
+
+
+# CPU preset: sized so the whole chain fits in about 45 minutes on a 2-core machine with bf16. Training is from
+# scratch, so it uses one flat learning rate for the whole network: the notebooks' slice() defaults give the
+# encoder a rate tuned for fine-tuning, which leaves a randomly initialised encoder barely trained in few epochs.
+CPU = {"images": 600, "size": "480x270",
+       "learner": {"batchsize": 16, "small_epochs": 14, "lr": 0.002},
+       "gobig_128": {"big_epochs": 3, "lr": 0.0005, "small_batchsize": 16},
+       "gobig_256": {"big_epochs": 2, "lr": 0.0003, "small_batchsize": 16},
+       "onnx": {"n_timing_runs": 30}}
+# CUDA preset: the notebooks' own workstation constants, and a dataset in the Unity scene's capture size.
+CUDA = {"images": 2000, "size": "960x540", "learner": {}, "gobig_128": {}, "gobig_256": {}, "onnx": {}}
+# Tiny preset: the whole chain in a couple of minutes, for the tests.
+TINY = {"images": 14, "size": "320x256", "learner": {"batchsize": 4, "small_epochs": 1},
+        "gobig_128": {"big_epochs": 1, "small_batchsize": 8}, "gobig_256": {"big_epochs": 1, "small_batchsize": 8},
+        "onnx": {"n_timing_runs": 2}}
+PRESETS = {"cpu": CPU, "cuda": CUDA, "tiny": TINY}
+
+
+def stages(preset: dict, data: str) -> list[Stage]:
+    """The chain in order, with each notebook's parameters."""
+    d = {"data_path": data}
+    return [Stage("data", None),
+            Stage("learner-64", "SegmentationLearner.ipynb", {**d, **preset["learner"]}),
+            Stage("gobig-128", "GoBig.ipynb", {**d, "input_res": 64, "output_res": 128, **preset["gobig_128"]},
+                  keep_copy="GoBig_64_to_128.ipynb"),
+            Stage("gobig-256", "GoBig.ipynb", {**d, "input_res": 128, "output_res": 256, **preset["gobig_256"]},
+                  keep_copy="GoBig_128_to_256.ipynb"),
+            Stage("onnx", "ONNX.ipynb", {**d, "size": 256, **preset["onnx"]}),
+            Stage("realimage", "RealImagePred.ipynb", d)]
+
+
+STAGE_NAMES = [s.name for s in stages(CPU, "")]
+
+
+def make_data(data: Path, preset: dict) -> None:
+    """Generate the default dataset when the screenshots folder is empty."""
+    from helpers.synth import main as synth
+
+    shots = data / "screenshots"
+    if shots.is_dir() and any(shots.glob("*.png")):
+        print(f"using the {sum(1 for _ in shots.glob('*.png'))} screenshots already in {shots}")
+        return
+    code = synth(["--out", str(data), "--n", str(preset["images"]), "--size", preset["size"]])
+    if code:
+        raise RuntimeError(f"the generator stopped with exit code {code}")
+
+
+def run_notebook(stage: Stage, into: Path) -> Path:
+    """Execute a notebook into runs/, then copy it over the notebook in `into`; return the executed copy."""
+    import papermill as pm
+
+    runs = into / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    executed = runs / (stage.keep_copy or stage.notebook)
+    pm.execute_notebook(str(REPO / stage.notebook), str(executed), parameters=stage.params, cwd=str(REPO),
+                        kernel_name="python3", progress_bar=sys.stdout.isatty())
+    shutil.copyfile(executed, into / f".{stage.notebook}.part")
+    (into / f".{stage.notebook}.part").replace(into / stage.notebook)
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chain from a stage on, reporting where everything is and how to resume."""
+    ap = argparse.ArgumentParser(prog="python -m helpers.demo", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="Assets/Data~")
+    ap.add_argument("--from", dest="start", default="data", choices=STAGE_NAMES, help="stage to start from")
+    ap.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
+    ap.add_argument("--into", type=Path, default=REPO, help="folder for the executed notebooks and runs/ (default: the repo)")
+    ap.add_argument("--publish", action="store_true",
+                    help="copy this run's histories to results/ and its plots to readme_images/ (tracked files)")
+    args = ap.parse_args(argv)
+    import torch
+
+    name = args.preset if args.preset != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    preset = PRESETS[name]
+    chain = stages(preset, args.data)
+    todo = chain[STAGE_NAMES.index(args.start):]
+    data = REPO / args.data  # a relative --data is relative to the repo, where the notebooks run
+    print(f"make demo: {name} preset, stages {', '.join(s.name for s in todo)}")
+    started = time.time()
+    for stage in todo:
+        t0 = time.time()
+        print(f"\n=== {stage.name} ===", flush=True)
+        try:
+            if stage.notebook is None:
+                make_data(data, preset)
+            else:
+                executed = run_notebook(stage, args.into)
+                print(f"{stage.notebook}: executed; this run's copy is {executed.relative_to(args.into)}")
+        except KeyboardInterrupt:
+            print(f"\nstopped during {stage.name}. Models of earlier stages are intact in {args.data}/models.\n"
+                  f"Resume with: make demo FROM={stage.name}", file=sys.stderr)
+            return 130
+        except Exception as e:
+            print(f"\nstage {stage.name} failed: {e.__class__.__name__}: {str(e).strip()[-1500:]}\n"
+                  f"Models of earlier stages are intact in {args.data}/models; the failed run's notebook is in runs/.\n"
+                  f"Fix the cause, then resume with: make demo FROM={stage.name}", file=sys.stderr)
+            return 1
+        print(f"{stage.name} took {(time.time() - t0) / 60:.1f} min", flush=True)
+    if args.publish:
+        from helpers.results import publish
+        from helpers.training import cpu_has_bf16
+
+        precision = "fp16 mixed precision" if name == "cuda" else ("bf16 autocast" if cpu_has_bf16() else "fp32")
+        for path in publish(data, "unity_resnet34", [64, 128, 256], REPO / "results", REPO / "readme_images", precision):
+            print(f"published {path.relative_to(REPO)}")
+    print(f"\nmake demo finished in {(time.time() - started) / 60:.1f} min.")
+    print(f"models, histories and metric plots: {args.data}/models/")
+    print("executed notebooks: SegmentationLearner.ipynb, GoBig.ipynb (128->256), ONNX.ipynb, RealImagePred.ipynb;")
+    print("every step's executed copy: runs/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
