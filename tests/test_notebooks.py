@@ -1,4 +1,4 @@
-"""The four notebooks, executed with papermill on the tiny generated dataset, in the order a user runs them."""
+"""The four notebooks, executed with papermill on tiny generated data: the whole `make demo` chain, then errors."""
 import json
 import re
 import shutil
@@ -34,26 +34,28 @@ def text_of(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.fixture(scope="module")
-def chain(tiny_dataset: Path, tmp_path_factory) -> dict:
-    """Train at 32, step up to 64, then the ONNX and real-photo notebooks: one run shared by the tests below."""
-    root = tmp_path_factory.mktemp("chain")
+def chain(tmp_path_factory) -> dict:
+    """`make demo` with its tiny preset: generate, train at 64, step to 128 and 256, ONNX, real photos."""
+    from helpers.demo import main
+
+    root = tmp_path_factory.mktemp("demo")
     data = root / "data"
-    shutil.copytree(tiny_dataset, data)
-    books = {"seg": execute("SegmentationLearner", root, data_path=str(data), **TINY),
-             "gobig": execute("GoBig", root, data_path=str(data), **STEP),
-             "onnx": execute("ONNX", root, data_path=str(data), size=64, save_name="tiny", n_timing_runs=2),
-             "real": execute("RealImagePred", root, data_path=str(data), save_name="tiny")}
-    return {"data": data, **books}
+    assert main(["--data", str(data), "--preset", "tiny", "--into", str(root)]) == 0
+    read = lambda p: nbformat.read(p, as_version=4)
+    return {"data": data, "root": root, "seg": read(root / "SegmentationLearner.ipynb"),
+            "gobig128": read(root / "runs" / "GoBig_64_to_128.ipynb"), "gobig": read(root / "GoBig.ipynb"),
+            "onnx": read(root / "ONNX.ipynb"), "real": read(root / "RealImagePred.ipynb")}
 
 
-@pytest.mark.parametrize("res", [32, 64])
+@pytest.mark.parametrize("res", [64, 128, 256])
 def test_every_stage_file_exists_and_loads(chain, res):
     from fastai.learner import load_learner
 
-    paths = stage_paths(chain["data"] / "models", "tiny", res)
+    paths = stage_paths(chain["data"] / "models", "unity_resnet34", res)
     state = torch.load(paths["pth"], weights_only=True)
     assert [v.shape[0] for v in state.values() if v.ndim == 4][-1] == 24
-    assert load_learner(paths["pkl"], cpu=True).dls.vocab[0] == "void"
+    shot = next((chain["data"] / "screenshots").glob("*.png"))
+    assert load_learner(paths["pkl"], cpu=True).predict(shot)[0].shape == (res, res)
     predictor = Predictor(paths["onnx"])
     assert predictor.resolution == res and predictor.codes[0] == "void"
     history = pd.read_csv(paths["history"])
@@ -63,20 +65,39 @@ def test_every_stage_file_exists_and_loads(chain, res):
     assert not list((chain["data"] / "models").glob("*.part"))
 
 
-def test_validation_split_is_the_same_at_both_stages(chain):
+def test_validation_split_is_the_same_at_every_stage(chain):
     def valid_count(nb):
         return re.search(r"(\d+) training and (\d+) validation images", text_of(nb)).groups()
-    assert valid_count(chain["seg"]) == valid_count(chain["gobig"])
+    assert valid_count(chain["seg"]) == valid_count(chain["gobig128"]) == valid_count(chain["gobig"])
 
 
-@pytest.mark.parametrize("book", ["seg", "gobig"])
+def test_demo_keeps_every_step_and_the_repo_notebooks_untouched(chain):
+    assert "output_res = 256" in "".join(c.source for c in chain["gobig"].cells)
+    assert "output_res = 128" in "".join(c.source for c in chain["gobig128"].cells)
+    assert sorted(p.name for p in (chain["root"] / "runs").iterdir()) == [
+        "GoBig_128_to_256.ipynb", "GoBig_64_to_128.ipynb", "ONNX.ipynb", "RealImagePred.ipynb", "SegmentationLearner.ipynb"]
+    assert not list(chain["root"].glob(".*.part"))
+
+
+def test_demo_failure_says_how_to_resume(tmp_path, capsys):
+    from helpers.demo import main
+
+    data = tmp_path / "data"
+    shutil.copytree(REPO / "Assets" / "Data~", data, ignore=shutil.ignore_patterns("models", "test", "screenshots", "labels"))
+    assert main(["--data", str(data), "--preset", "tiny", "--into", str(tmp_path), "--from", "gobig-128"]) == 1
+    err = capsys.readouterr().err
+    assert "stage gobig-128 failed" in err and "make demo FROM=gobig-128" in err
+    assert not (tmp_path / "GoBig.ipynb").exists()  # a failed run never replaces the notebook
+
+
+@pytest.mark.parametrize("book", ["seg", "gobig128", "gobig"])
 def test_onnx_parity_is_printed_and_met(chain, book):
     share = float(re.search(r"ONNX mask equals the PyTorch argmax on ([\d.]+)% of pixels", text_of(chain[book])).group(1))
     assert share >= 99.9
 
 
 def test_notebooks_show_their_figures(chain):
-    for key in ("seg", "gobig", "onnx", "real"):
+    for key in ("seg", "gobig128", "gobig", "onnx", "real"):
         images = [o for c in chain[key].cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {})]
         assert images, key
@@ -105,7 +126,7 @@ def test_missing_stage_is_a_clear_error(dataset_copy, tmp_path):
 
 def test_inference_benchmark_prints_its_json_line(chain):
     r = subprocess.run([sys.executable, "-m", "benchmarks.inference", "--sizes", "64", "--data", str(chain["data"]),
-                        "--save-name", "tiny", "--runs", "2", "--images", "2"], capture_output=True, text=True, cwd=REPO)
+                        "--runs", "2", "--images", "2"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(r.stdout.strip().splitlines()[-1])
     assert [row["res"] for row in rows] == [64]
