@@ -50,7 +50,7 @@ def bench_resolution(data: Path, save_name: str, res: int, runs: int, n_images: 
     pngs = [f.read_bytes() for f in files]
     truths = [np.asarray(Image.open(layout.label_of(f))) for f in files]
     small = np.stack([np.asarray(Image.open(f).convert("RGB").resize((res, res), Image.Resampling.BILINEAR)) for f in files])
-    if not paths["int8"].is_file():
+    if not paths["int8"].is_file() or paths["int8"].stat().st_mtime < paths["onnx"].stat().st_mtime:
         quantize_int8(paths["onnx"], paths["int8"], small)
     fp32, int8 = Predictor(paths["onnx"], threads=THREADS), Predictor(paths["int8"], threads=THREADS)
 
