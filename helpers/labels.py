@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.files import atomic_write_bytes
+
 HEADER = ["LabelName", "LabelColor_Red", "LabelColor_Green", "LabelColor_Blue"]
 VOID = "void"  # mask value 0: anything without a label
 
@@ -143,6 +145,4 @@ def format_labels(table: LabelTable) -> str:
 
 def write_labels(table: LabelTable, path: str | Path) -> None:
     """Write labels.csv atomically."""
-    from helpers.files import atomic_write_bytes
-
     atomic_write_bytes(Path(path), format_labels(table).encode())
