@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
+from fastai.losses import CrossEntropyLossFlat, DiceLoss
 from fastai.data.block import DataBlock
 from fastai.data.transforms import FuncSplitter, Normalize, get_image_files
 from fastai.learner import Learner
@@ -101,9 +102,46 @@ def set_precision(learn: Learner, precision: str = "auto") -> str:
     return "fp32 on " + (torch.cuda.get_device_name() if cuda else f"the CPU ({torch.get_num_threads()} threads)")
 
 
-def make_learner(dls, labels: LabelTable, arch=resnet34, use_transfer: bool = False) -> Learner:
-    """A U-Net with one output per class (void included) and the segmentation metrics."""
-    return unet_learner(dls, arch, pretrained=use_transfer, n_out=labels.n_classes,
+class CrossEntropyDiceLoss:
+    """Cross-entropy plus fastai's soft Dice loss, which weighs every class alike so small items are not ignored."""
+
+    def __init__(self, axis: int = 1, reduction: str = "mean"):
+        self.axis, self.reduction = axis, reduction
+        self.ce = CrossEntropyLossFlat(axis=axis)
+        self.dice = DiceLoss(axis=axis, smooth=1.0, reduction="mean")
+
+    def __call__(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        if self.reduction != "none":
+            return self.ce(pred, targ) + self.dice(pred, targ)
+        # one loss per image, which fastai's top-losses interpretation asks for
+        self.ce.reduction, self.dice.reduction = "none", "none"
+        try:
+            return self.ce(pred, targ).view(len(pred), -1).mean(1) + self.dice(pred, targ).mean(1)
+        finally:
+            self.ce.reduction, self.dice.reduction = "mean", "mean"
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        """Class index per pixel."""
+        return x.argmax(dim=self.axis)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities per pixel."""
+        return torch.softmax(x, dim=self.axis)
+
+
+LOSSES = {"ce": "cross-entropy", "ce+dice": "cross-entropy + soft Dice"}
+
+
+def make_loss(loss: str = "ce+dice"):
+    """The training loss by name: "ce" (fastai's default for segmentation) or "ce+dice"."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss = {loss!r} is not known: use one of {', '.join(map(repr, LOSSES))}.")
+    return CrossEntropyDiceLoss() if loss == "ce+dice" else CrossEntropyLossFlat(axis=1)
+
+
+def make_learner(dls, labels: LabelTable, arch=resnet34, use_transfer: bool = False, loss: str = "ce+dice") -> Learner:
+    """A U-Net with one output per class (void included), the given loss and the segmentation metrics."""
+    return unet_learner(dls, arch, pretrained=use_transfer, n_out=labels.n_classes, loss_func=make_loss(loss),
                         metrics=[foreground_acc, DiceMulti(), JaccardCoeffMulti()])
 
 

@@ -70,3 +70,24 @@ def test_precision_on_this_machine(tiny_dataset):
         assert next(learn.model.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="fp16 mixed precision needs a CUDA GPU"):
         training.set_precision(learn, "fp16")
+
+
+def test_cross_entropy_dice_loss():
+    targ = torch.zeros(2, 8, 8, dtype=torch.long)
+    targ[:, 4:] = 1  # a large class
+    targ[:, :2, :2] = 3  # a small, rare class
+    logits = lambda t: torch.nn.functional.one_hot(t, 5).permute(0, 3, 1, 2).float() * 4
+    miss_rare, miss_common = targ.clone(), targ.clone()
+    miss_rare[:, :2, :2] = 0  # the rare class's 4 pixels called background
+    miss_common[:, 4, :4] = 0  # as many pixels of the large class called background
+    ce, loss = training.make_loss("ce"), training.make_loss("ce+dice")
+    # cross-entropy counts pixels, so both mistakes cost the same; the Dice term makes losing a whole class cost more
+    assert torch.isclose(ce(logits(miss_rare), targ), ce(logits(miss_common), targ))
+    assert loss(logits(miss_rare), targ) > loss(logits(miss_common), targ) + 0.05
+    assert loss(logits(targ), targ) < loss(logits(miss_common), targ)
+    assert torch.equal(loss.decodes(logits(targ)), targ)
+    loss.reduction = "none"  # what fastai sets for top losses: one value per image
+    per_image = loss(logits(miss_rare), targ)
+    assert per_image.shape == (2,) and (per_image > 0).all()
+    with pytest.raises(ValueError, match="use one of 'ce', 'ce\\+dice'"):
+        training.make_loss("focal")
