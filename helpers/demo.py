@@ -30,12 +30,12 @@ class Stage:
 # CPU preset: sized so the whole chain fits in about 45 minutes on a 2-core machine with bf16. Training is from
 # scratch, so it uses one flat learning rate for the whole network: the notebooks' slice() defaults give the
 # encoder a rate tuned for fine-tuning, which leaves a randomly initialised encoder barely trained in few epochs.
-# Each upscaling step first costs Dice (objects appear twice as large), so 256x256 gets two epochs: after one it
-# was still below the 128x128 model in our trials.
+# Each upscaling step first costs Dice (objects appear twice as large), so 256x256 gets three epochs: after one or
+# two it was still well below the 128x128 model in our trials.
 CPU = {"images": 1000, "size": "480x270",
        "learner": {"batchsize": 8, "small_epochs": 18, "lr": 0.003},
        "gobig_128": {"big_epochs": 5, "lr": 0.001, "small_batchsize": 16},
-       "gobig_256": {"big_epochs": 2, "lr": 0.001, "small_batchsize": 16},
+       "gobig_256": {"big_epochs": 3, "lr": 0.001, "small_batchsize": 16},
        "onnx": {"n_timing_runs": 30}}
 # CUDA preset: the notebooks' own workstation constants, and a dataset in the Unity scene's capture size.
 CUDA = {"images": 2000, "size": "960x540", "learner": {}, "gobig_128": {}, "gobig_256": {}, "onnx": {}}
