@@ -1,10 +1,12 @@
 """Where a dataset's files and a stage's models live, and which screenshots are held out for validation."""
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
 VALID_PCT = 0.2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def label_of(image: Path) -> Path:
@@ -12,22 +14,54 @@ def label_of(image: Path) -> Path:
     return image.parent.parent / "labels" / image.name
 
 
-def in_validation(image: Path, seed: int = 0, valid_pct: float = VALID_PCT) -> bool:
-    """Whether a screenshot is in the validation set, from its file name alone.
+def in_validation(image: str | Path) -> bool:
+    """Whether a screenshot is held out for validation, from its file name alone.
 
-    A hash of the name (not a random shuffle) keeps the same files in validation at every
-    resolution and in every run, so an upscaling stage never validates on images it trained on."""
-    return zlib.crc32(f"{seed}:{Path(image).name}".encode()) % 10_000 < valid_pct * 10_000
+    A hash of the name, with no seed a user could change, keeps the same files in validation at every
+    resolution, in every run and in every consumer (training, evaluation, int8 calibration)."""
+    return zlib.crc32(Path(image).name.encode()) % 10_000 < VALID_PCT * 10_000
 
 
-def split_of(files: list[Path], seed: int = 0, valid_pct: float = VALID_PCT) -> list[str]:
-    """Names of the validation files of a dataset, sorted: what every stage must agree on."""
-    return sorted(f.name for f in files if in_validation(f, seed, valid_pct))
+def _number_first(path: Path) -> tuple[int, int | str]:
+    return (0, int(path.stem)) if path.stem.isdigit() else (1, path.stem)
+
+
+def screenshots(data_path: str | Path) -> list[Path]:
+    """Every screenshot of a dataset, in numeric order (0.png, 1.png, ..., 10.png)."""
+    folder = Path(data_path) / "screenshots"
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_number_first) \
+        if folder.is_dir() else []
+
+
+def validation_files(data_path: str | Path) -> list[Path]:
+    """The held-out screenshots of a dataset, in numeric order: what every evaluation scores on."""
+    return [p for p in screenshots(data_path) if in_validation(p)]
+
+
+def training_files(data_path: str | Path) -> list[Path]:
+    """The screenshots a model trains on, in numeric order: what int8 calibration may use."""
+    return [p for p in screenshots(data_path) if not in_validation(p)]
 
 
 def stage_paths(models_dir: str | Path, save_name: str, res: int) -> dict[str, Path]:
-    """Where a stage's files live: weights, export, ONNX, history and plot."""
+    """Where a stage's files live: weights, export, ONNX, int8 ONNX, history and plot."""
     base = Path(models_dir) / f"{save_name}_{res}x"
     return {"pth": base.with_suffix(".pth"), "pkl": base.with_suffix(".pkl"), "onnx": base.with_suffix(".onnx"),
             "int8": Path(f"{base}_int8.onnx"), "history": Path(f"{base}_history.csv"),
             "plot": Path(f"{base}_metrics.png")}
+
+
+def resolution_of(path: str | Path, save_name: str) -> int | None:
+    """The resolution in a stage file's name (`{save_name}_{res}x...`), or None when it is not one of that model's."""
+    m = re.match(rf"{re.escape(save_name)}_(\d+)x(?:_|\.)", Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def trained_stages(models_dir: str | Path, save_name: str) -> dict[int, Path]:
+    """The fp32 ONNX export of every trained stage of a model, by resolution, smallest first."""
+    found = {}
+    for p in Path(models_dir).glob(f"{save_name}_*x.onnx"):
+        res = resolution_of(p, save_name)
+        if res is not None and p == stage_paths(models_dir, save_name, res)["onnx"]:
+            found[res] = p
+    return dict(sorted(found.items()))
