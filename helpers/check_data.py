@@ -103,13 +103,25 @@ def highlight_class(mask_path: str | Path, value: int) -> np.ndarray:
     return (label_array(Image.open(mask_path)) == value).astype(np.uint8) * 255
 
 
-def check_dataset(folder: str | Path) -> Report:
-    """Check labels.csv and every screenshot/label pair of a dataset folder."""
-    folder = Path(folder)
-    rep = Report(folder)
-    if not folder.is_dir():
-        rep.errors.append(f"{folder} is not a folder. Point the check at the folder holding labels.csv, screenshots/ and labels/.")
-        return rep
+@dataclass
+class Scan:
+    """What reading every image/label pair found, before it is worded as errors and warnings."""
+
+    unreadable: list[str] = field(default_factory=list)
+    size_mismatch: list[str] = field(default_factory=list)
+    rgb_files: list[str] = field(default_factory=list)
+    rgb_colours: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    unknown_colour_files: list[str] = field(default_factory=list)
+    too_big: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+
+
+def _numeric(stem: str) -> tuple[int, str]:
+    return len(stem), stem
+
+
+def find_pairs(folder: Path, rep: Report) -> tuple[LabelTable | None, list[tuple[Path, Path]]]:
+    """labels.csv and the screenshot/label pairs of a dataset; what is missing or unmatched goes into `rep`."""
     labels: LabelTable | None = None
     try:
         labels = read_labels(folder / "labels.csv")
@@ -122,82 +134,103 @@ def check_dataset(folder: str | Path) -> Report:
             rep.errors.append(f"{d} is missing: a dataset needs screenshots/N.png and labels/N.png.")
         dirs[sub] = {p.stem: p for p in d.glob("*.png")} if d.is_dir() else {}
     shots, masks = dirs["screenshots"], dirs["labels"]
-    only_shots = sorted(set(shots) - set(masks), key=lambda s: (len(s), s))
-    only_masks = sorted(set(masks) - set(shots), key=lambda s: (len(s), s))
+    only_shots = sorted(set(shots) - set(masks), key=_numeric)
+    only_masks = sorted(set(masks) - set(shots), key=_numeric)
     if only_shots:
-        rep.errors.append(f"{len(only_shots)} screenshot(s) without a label in labels/: {_names([s + '.png' for s in only_shots])}. "
-                          "Re-export them or delete the screenshots.")
+        rep.errors.append(f"{len(only_shots)} screenshot(s) without a label in labels/: "
+                          f"{_names([s + '.png' for s in only_shots])}. Re-export them or delete the screenshots.")
     if only_masks:
-        rep.errors.append(f"{len(only_masks)} label(s) without a screenshot in screenshots/: {_names([s + '.png' for s in only_masks])}.")
-    pairs = sorted(set(shots) & set(masks), key=lambda s: (len(s), s))
-    rep.n_pairs = len(pairs)
-    if not pairs:
-        if shots or masks or all(d.is_dir() for d in (folder / "screenshots", folder / "labels")):
-            rep.errors.append(f"the dataset is empty: no screenshot has a matching label. Generate one with "
-                              f"`python -m helpers.synth --out {folder}` or export from Unity.")
-        return rep
+        rep.errors.append(f"{len(only_masks)} label(s) without a screenshot in screenshots/: "
+                          f"{_names([s + '.png' for s in only_masks])}.")
+    pairs = [(shots[s], masks[s]) for s in sorted(set(shots) & set(masks), key=_numeric)]
+    if not pairs and (shots or masks or all(d.is_dir() for d in (folder / "screenshots", folder / "labels"))):
+        rep.errors.append(f"the dataset is empty: no screenshot has a matching label. Generate one with "
+                          f"`python -m helpers.synth --out {folder}` or export from Unity.")
+    return labels, pairs
 
-    unreadable, size_mismatch, rgb_files = [], [], []
-    rgb_colours: dict[int, int] = defaultdict(int)
-    unknown_colour_files: list[str] = []
-    too_big: dict[int, list[str]] = defaultdict(list)
+
+def scan_pairs(pairs: list[tuple[Path, Path]], labels: LabelTable | None) -> Scan:
+    """Decode every pair and collect unreadable files, size mismatches, colour-coded labels and mask values."""
+    scan = Scan()
     n_classes = labels.n_classes if labels else 256
-    counts = np.zeros(256, dtype=np.int64)
-    for stem in pairs:
-        shot, shot_err = _open(shots[stem])
-        mask, mask_err = _open(masks[stem])
-        for path, err in ((shots[stem], shot_err), (masks[stem], mask_err)):
+    for shot_path, mask_path in pairs:
+        name = mask_path.name
+        shot, shot_err = _open(shot_path)
+        mask, mask_err = _open(mask_path)
+        for path, err in ((shot_path, shot_err), (mask_path, mask_err)):
             if err:
-                unreadable.append(f"{path.parent.name}/{path.name} ({err})")
+                scan.unreadable.append(f"{path.parent.name}/{path.name} ({err})")
         if shot is None or mask is None:
             continue
         if shot.size != mask.size:
-            size_mismatch.append(f"{stem}.png (screenshot {shot.size[0]}x{shot.size[1]}, label {mask.size[0]}x{mask.size[1]})")
+            scan.size_mismatch.append(f"{name} (screenshot {shot.size[0]}x{shot.size[1]}, "
+                                      f"label {mask.size[0]}x{mask.size[1]})")
         arr = label_array(mask)
         if arr.ndim == 3:
-            rgb_files.append(f"{stem}.png")
+            scan.rgb_files.append(name)
             if labels is not None:
                 index, unknown = colour_to_index(arr, labels)
                 for v in np.unique(index[~unknown]).tolist():
-                    rgb_colours[v] += 1
+                    scan.rgb_colours[v] += 1
                 if unknown.any():
-                    unknown_colour_files.append(f"{stem}.png")
+                    scan.unknown_colour_files.append(name)
             continue
-        if arr.dtype != np.uint8:
-            arr = arr.astype(np.int64)
-        values, c = np.unique(arr, return_counts=True)
+        values, c = np.unique(arr.astype(np.int64) if arr.dtype != np.uint8 else arr, return_counts=True)
         for v, k in zip(values.tolist(), c.tolist()):
             if v >= n_classes:
-                too_big[v].append(f"{stem}.png")
+                scan.too_big[v].append(name)
             elif v < 256:
-                counts[v] += k
-    if unreadable:
-        rep.errors.append(f"{len(unreadable)} unreadable or truncated PNG(s): {_names(unreadable)}. Re-export or delete them.")
-    if size_mismatch:
-        rep.errors.append(f"{len(size_mismatch)} pair(s) whose screenshot and label sizes differ: {_names(size_mismatch)}.")
-    if too_big:
-        detail = "; ".join(f"value {v} in {len(fs)} file(s): {_names(fs)}" for v, fs in sorted(too_big.items()))
-        rep.errors.append(f"mask values above {n_classes - 1} (labels.csv has {n_classes - 1} classes, 0 is void): {detail}. "
-                          "Training would crash with 'CUDA error: device-side assert triggered'. Give every object in the "
-                          "scene a label from labels.csv, or leave it unlabelled (0); check that the label camera writes "
-                          "linear, not sRGB, values.")
-    if rgb_files:
-        rep.rgb_labels = rgb_files
-        msg = (f"{len(rgb_files)} label image(s) are colour-coded RGB/RGBA instead of single-channel index masks: "
-               f"{_names(rgb_files)}.")
-        if labels is not None and rgb_colours:
-            matched = ", ".join(f"{labels.codes[v]} ({v})" for v in sorted(rgb_colours))
+                scan.counts[v] += k
+    return scan
+
+
+def word_report(scan: Scan, labels: LabelTable | None, rep: Report) -> None:
+    """Turn a scan into the report's errors and warnings, each saying what to do."""
+    n_classes = labels.n_classes if labels else 256
+    if scan.unreadable:
+        rep.errors.append(f"{len(scan.unreadable)} unreadable or truncated PNG(s): {_names(scan.unreadable)}. "
+                          "Re-export or delete them.")
+    if scan.size_mismatch:
+        rep.errors.append(f"{len(scan.size_mismatch)} pair(s) whose screenshot and label sizes differ: "
+                          f"{_names(scan.size_mismatch)}.")
+    if scan.too_big:
+        detail = "; ".join(f"value {v} in {len(fs)} file(s): {_names(fs)}" for v, fs in sorted(scan.too_big.items()))
+        rep.errors.append(f"mask values above {n_classes - 1} (labels.csv has {n_classes - 1} classes, 0 is void): "
+                          f"{detail}. Training would crash with 'CUDA error: device-side assert triggered'. Give every "
+                          "object in the scene a label from labels.csv, or leave it unlabelled (0); check that the "
+                          "label camera writes linear, not sRGB, values.")
+    if scan.rgb_files:
+        rep.rgb_labels = scan.rgb_files
+        msg = (f"{len(scan.rgb_files)} label image(s) are colour-coded RGB/RGBA instead of single-channel index masks: "
+               f"{_names(scan.rgb_files)}.")
+        if labels is not None and scan.rgb_colours:
+            matched = ", ".join(f"{labels.codes[v]} ({v})" for v in sorted(scan.rgb_colours))
             msg += f" Their colours match these labels.csv classes: {matched}."
-        if unknown_colour_files:
-            msg += f" {len(unknown_colour_files)} of them also hold colours not in labels.csv: {_names(unknown_colour_files)}."
+        if scan.unknown_colour_files:
+            msg += (f" {len(scan.unknown_colour_files)} of them also hold colours not in labels.csv: "
+                    f"{_names(scan.unknown_colour_files)}.")
         msg += f" Convert them with `python -m helpers.check_data {rep.folder} --fix-rgb NEW_FOLDER`."
         rep.errors.append(msg)
     if labels is not None:
-        rep.class_counts = counts[: labels.n_classes]
-        missing = [f"{labels.codes[v]} ({v})" for v in range(1, labels.n_classes) if counts[v] == 0]
-        if missing and not rgb_files:
+        rep.class_counts = scan.counts[: labels.n_classes]
+        missing = [f"{labels.codes[v]} ({v})" for v in range(1, labels.n_classes) if scan.counts[v] == 0]
+        if missing and not scan.rgb_files:
             rep.warnings.append(f"{len(missing)} class(es) never occur in the masks: {', '.join(missing)}. "
                                 "The model cannot learn them; add scenes that show them or remove them from labels.csv.")
+
+
+def check_dataset(folder: str | Path) -> Report:
+    """Check labels.csv and every screenshot/label pair of a dataset folder."""
+    folder = Path(folder)
+    rep = Report(folder)
+    if not folder.is_dir():
+        rep.errors.append(f"{folder} is not a folder. Point the check at the folder holding labels.csv, "
+                          "screenshots/ and labels/.")
+        return rep
+    labels, pairs = find_pairs(folder, rep)
+    rep.n_pairs = len(pairs)
+    if pairs:
+        word_report(scan_pairs(pairs, labels), labels, rep)
     return rep
 
 

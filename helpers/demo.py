@@ -1,6 +1,7 @@
 """The whole chain in one command (`make demo`): data, 64x64, 64->128, 128->256, ONNX, real photos.
 
-    python -m helpers.demo [--data "Assets/Data~"] [--from STAGE] [--preset auto|cpu|cuda]
+    python -m helpers.demo [--data "Assets/Data~"] [--from STAGE] [--preset auto|cpu|cuda|tiny] [--into DIR]
+                           [--photos DIR] [--publish]
 
 Each notebook is executed with papermill into runs/ and, once it has finished without error, copied over the
 notebook in the repo, so a failed stage never leaves a half-run notebook behind and earlier stages' models stay.
@@ -13,6 +14,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import papermill as pm
+import torch
+
+from helpers.results import publish
+from helpers.synth import main as synth
+from helpers.training import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +45,10 @@ CPU = {"images": 1000, "size": "480x270",
        "gobig_128": {"big_epochs": 5, "lr": 0.001, "small_batchsize": 16},
        "gobig_256": {"big_epochs": 3, "lr": 0.001, "small_batchsize": 16},
        "onnx": {"n_timing_runs": 30}}
-# CUDA preset: the notebooks' own workstation constants, and a dataset in the Unity scene's capture size.
-CUDA = {"images": 2000, "size": "960x540", "learner": {}, "gobig_128": {}, "gobig_256": {}, "onnx": {}}
+# CUDA preset: the notebooks' own workstation constants (the epochs spelled out, as the README quotes them), and a
+# dataset in the Unity scene's capture size.
+CUDA = {"images": 2000, "size": "960x540", "learner": {"small_epochs": 35}, "gobig_128": {"big_epochs": 20},
+        "gobig_256": {"big_epochs": 25}, "onnx": {}}
 # Tiny preset: the whole chain in a couple of minutes, for the tests.
 TINY = {"images": 14, "size": "320x256", "learner": {"batchsize": 4, "small_epochs": 1},
         "gobig_128": {"big_epochs": 1, "small_batchsize": 8}, "gobig_256": {"big_epochs": 1, "small_batchsize": 8},
@@ -46,7 +56,17 @@ TINY = {"images": 14, "size": "320x256", "learner": {"batchsize": 4, "small_epoc
 PRESETS = {"cpu": CPU, "cuda": CUDA, "tiny": TINY}
 
 
-def stages(preset: dict, data: str) -> list[Stage]:
+# The labelled real photos RealImagePred scores the largest model on, when this folder exists beside the repo.
+SHARED_PHOTOS = REPO.parent / "shared" / "real-photos"
+
+
+def epochs(preset: dict) -> str:
+    """The preset's epochs per stage, as the README quotes them: '18 + 5 + 3'."""
+    return " + ".join(str(preset[k]["small_epochs" if k == "learner" else "big_epochs"])
+                      for k in ("learner", "gobig_128", "gobig_256"))
+
+
+def stages(preset: dict, data: str, photos: Path | None = None) -> list[Stage]:
     """The chain in order, with each notebook's parameters."""
     d = {"data_path": data}
     return [Stage("data", None),
@@ -56,7 +76,7 @@ def stages(preset: dict, data: str) -> list[Stage]:
             Stage("gobig-256", "GoBig.ipynb", {**d, "input_res": 128, "output_res": 256, **preset["gobig_256"]},
                   keep_copy="GoBig_128_to_256.ipynb"),
             Stage("onnx", "ONNX.ipynb", {**d, "size": 256, **preset["onnx"]}),
-            Stage("realimage", "RealImagePred.ipynb", d)]
+            Stage("realimage", "RealImagePred.ipynb", {**d, "labelled_photos": str(photos) if photos else ""})]
 
 
 STAGE_NAMES = [s.name for s in stages(CPU, "")]
@@ -64,8 +84,6 @@ STAGE_NAMES = [s.name for s in stages(CPU, "")]
 
 def make_data(data: Path, preset: dict) -> None:
     """Generate the default dataset when the screenshots folder is empty."""
-    from helpers.synth import main as synth
-
     shots = data / "screenshots"
     if shots.is_dir() and any(shots.glob("*.png")):
         print(f"using the {sum(1 for _ in shots.glob('*.png'))} screenshots already in {shots}")
@@ -77,8 +95,6 @@ def make_data(data: Path, preset: dict) -> None:
 
 def run_notebook(stage: Stage, into: Path) -> Path:
     """Execute a notebook into runs/, then copy it over the notebook in `into`; return the executed copy."""
-    import papermill as pm
-
     runs = into / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     executed = runs / (stage.keep_copy or stage.notebook)
@@ -96,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="start", default="data", choices=STAGE_NAMES, help="stage to start from")
     ap.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
     ap.add_argument("--into", type=Path, default=REPO, help="folder for the executed notebooks and runs/ (default: the repo)")
+    ap.add_argument("--photos", type=Path, default=SHARED_PHOTOS if SHARED_PHOTOS.is_dir() else None,
+                    help="labelled real photos (images/, labels/) to score the largest model on (default: "
+                         "../shared/real-photos when it exists)")
     ap.add_argument("--publish", action="store_true",
                     help="copy this run's histories to results/ and its plots to readme_images/ (tracked files)")
     args = ap.parse_args(argv)
-    import torch
-
     name = args.preset if args.preset != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     preset = PRESETS[name]
-    chain = stages(preset, args.data)
+    chain = stages(preset, args.data, args.photos)
     todo = chain[STAGE_NAMES.index(args.start):]
     data = REPO / args.data  # a relative --data is relative to the repo, where the notebooks run
     print(f"make demo: {name} preset, stages {', '.join(s.name for s in todo)}")
@@ -128,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{stage.name} took {(time.time() - t0) / 60:.1f} min", flush=True)
     if args.publish:
-        from helpers.results import publish
-        from helpers.training import cpu_has_bf16
-
         precision = "fp16 mixed precision" if name == "cuda" else ("bf16 autocast" if cpu_has_bf16() else "fp32")
         for path in publish(data, "unity_resnet34", [64, 128, 256], REPO / "results", REPO / "readme_images", precision):
             print(f"published {path.relative_to(REPO)}")

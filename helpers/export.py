@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from helpers.files import atomic_save
@@ -70,33 +73,48 @@ def torch_masks(model: nn.Module, images: np.ndarray) -> np.ndarray:
 
 def parity(model: nn.Module, onnx_path: str | Path, images: np.ndarray) -> float:
     """Share of pixels where the ONNX mask equals the PyTorch argmax on the same images."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_mask = session.run(["mask"], {"image": images})[0]
     return float((onnx_mask == torch_masks(model, images)).mean())
 
 
+class ExportError(Exception):
+    """An exported model does not predict what the trained model predicts."""
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path, images: np.ndarray, at_least: float = 0.999) -> float:
+    """`parity`, raising ExportError when fewer than `at_least` of the pixels agree."""
+    agree = parity(model, onnx_path, images)
+    if agree < at_least:
+        raise ExportError(f"{onnx_path} agrees with PyTorch on only {agree:.2%} of pixels (at least {at_least:.1%} "
+                          "expected): the export is broken. Re-run the export cell; if it persists, report it.")
+    return agree
+
+
+class _Batches(CalibrationDataReader):
+    """Calibration images fed to the quantizer one at a time."""
+
+    def __init__(self, images: np.ndarray):
+        self.batches = iter(images[i:i + 1] for i in range(len(images)))
+
+    def get_next(self):
+        batch = next(self.batches, None)
+        return None if batch is None else {"image": batch}
+
+
 def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
-    """An int8 copy of an exported model: static QDQ quantization, per-channel weights, calibrated on real images."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """An int8 copy of an exported model: static QDQ quantization, per-channel weights, calibrated on `calibration`.
 
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(calibration[i:i + 1] for i in range(len(calibration)))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {"image": batch}
-
+    Calibrate on training screenshots (`paths.training_files`), so the held-out ones stay unseen for scoring."""
     def save(tmp: Path) -> None:
         prepared = tmp.with_name(tmp.name + ".pre.onnx")
         try:
             quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-            quantize_static(str(prepared), str(tmp), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=_head_nodes(prepared))
+            # a BatchNormalization scale is 1-D: its channels are axis 0, not the default 1 of convolutions
+            quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=_head_nodes(prepared),
+                            extra_options={"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}})
             proto = onnx.load(str(tmp))
             meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
             meta["precision"] = "int8 (static QDQ, per-channel weights)"
@@ -108,6 +126,20 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.n
             prepared.unlink(missing_ok=True)
 
     return atomic_save(out_path, save)
+
+
+def int8_is_stale(onnx_path: str | Path, int8_path: str | Path) -> bool:
+    """Whether the int8 copy is missing or older than the fp32 model it was made from (retrained since)."""
+    int8_path = Path(int8_path)
+    return not int8_path.is_file() or int8_path.stat().st_mtime < Path(onnx_path).stat().st_mtime
+
+
+def ensure_int8(onnx_path: str | Path, int8_path: str | Path, calibration: np.ndarray) -> bool:
+    """Quantize `onnx_path` into `int8_path` unless an up-to-date copy exists; return whether it quantized."""
+    if not int8_is_stale(onnx_path, int8_path):
+        return False
+    quantize_int8(onnx_path, int8_path, calibration)
+    return True
 
 
 def _head_nodes(path: Path) -> list[str]:

@@ -1,7 +1,15 @@
-"""Post-processing of predictions: colouring, overlays, label groups and class centroids, all vectorised."""
+"""Inference on exported ONNX models: the Predictor, its pre- and post-processing (squish, colouring, overlays,
+label groups, class centroids, all vectorised), a timing breakdown and the Dice of predicted masks."""
 from __future__ import annotations
 
+import io
+import json
+import os
+import time
+from pathlib import Path
+
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from helpers.labels import LabelTable
@@ -42,6 +50,12 @@ def centroids(mask: np.ndarray, min_pixels: int = 1) -> list[dict[str, int]]:
             for v in present if v != 0]
 
 
+def squish(image: Image.Image | np.ndarray, res: int) -> np.ndarray:
+    """An image squished (aspect ignored, as in training) to res x res RGB uint8, bilinear."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    return np.asarray(image.convert("RGB").resize((res, res), Image.Resampling.BILINEAR))
+
+
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A class mask resized to (width, height) with nearest neighbour, so no class is invented."""
     return np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
@@ -53,8 +67,6 @@ class PredictorError(ValueError):
 
 def to_rgb_array(image) -> np.ndarray:
     """A PIL image, numpy array or PNG/JPEG bytes as uint8 H x W x 3 RGB (alpha dropped, greyscale expanded)."""
-    import io
-
     if isinstance(image, (bytes, bytearray, memoryview)):
         try:
             image = Image.open(io.BytesIO(image))
@@ -86,12 +98,6 @@ class Predictor:
     """An exported `.onnx` segmentation model, ready to predict on images of any size. Never unpickles anything."""
 
     def __init__(self, model_path, threads: int | None = None, providers: list[str] | None = None):
-        import json
-        import os
-        from pathlib import Path
-
-        import onnxruntime as ort
-
         path = Path(model_path)
         if not path.is_file():
             raise PredictorError(f"{path} not found: train and export a model first (SegmentationLearner.ipynb or GoBig.ipynb).")
@@ -123,9 +129,7 @@ class Predictor:
     def prepare(self, image) -> tuple[np.ndarray, tuple[int, int]]:
         """The image as a 1 x res x res x 3 batch, and its original (width, height)."""
         rgb = to_rgb_array(image)
-        size = (rgb.shape[1], rgb.shape[0])
-        small = np.asarray(Image.fromarray(rgb).resize((self.resolution, self.resolution), Image.Resampling.BILINEAR))
-        return small[None], size
+        return squish(rgb, self.resolution)[None], (rgb.shape[1], rgb.shape[0])
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model alone on a prepared batch: masks and confidences at model size."""
@@ -144,8 +148,6 @@ class Predictor:
 
     def predict_png(self, png: bytes, opacity: float | None = None) -> bytes:
         """PNG bytes in, coloured prediction (or an overlay at `opacity`) as PNG bytes out, at the input's size."""
-        import io
-
         rgb = to_rgb_array(png)
         mask, _ = self.predict(rgb)
         out = colorize(mask, self.palette) if opacity is None else overlay(rgb, mask, self.palette, opacity)
@@ -156,8 +158,6 @@ class Predictor:
 
 def time_breakdown(predictor: Predictor, pngs: list[bytes], n_runs: int = 50) -> dict[str, float]:
     """Median milliseconds of each part of inference over `n_runs` predictions cycling through `pngs`."""
-    import time
-
     parts: dict[str, list[float]] = {k: [] for k in ("decode+resize", "inference", "colouring", "centroids", "total")}
     for i in range(n_runs):
         t0 = time.perf_counter()

@@ -65,3 +65,8 @@ def trained_stages(models_dir: str | Path, save_name: str) -> dict[int, Path]:
         if res is not None and p == stage_paths(models_dir, save_name, res)["onnx"]:
             found[res] = p
     return dict(sorted(found.items()))
+
+
+def fingerprint(files) -> str:
+    """A short hash of a set of file names, to see at a glance that two runs hold out the same files."""
+    return f"{zlib.crc32(' '.join(sorted(Path(f).name for f in files)).encode()):08x}"

@@ -52,3 +52,11 @@ def show_side_by_side(panels: dict[str, np.ndarray], labels: LabelTable | None =
                    fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def show_prediction(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray, labels: LabelTable,
+                    titles: tuple[str, str, str] = ("screenshot", "prediction", "truth")) -> plt.Figure:
+    """An image, its predicted mask and its true mask side by side, with a legend of the classes in either."""
+    present = sorted((set(np.unique(prediction).tolist()) | set(np.unique(truth).tolist())) - {0})
+    return show_side_by_side(dict(zip(titles, (image, labels.palette[prediction], labels.palette[truth]))),
+                             labels, present)

@@ -1,17 +1,21 @@
 """A run's published results: history CSVs in results/, plots in readme_images/, and the README's table made from them."""
 from __future__ import annotations
 
+import json
+import os
 import platform
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from helpers.files import atomic_write_bytes
-from helpers.paths import stage_paths
+from helpers.inference import colorize
+from helpers.labels import read_labels
+from helpers.paths import fingerprint, resolution_of, screenshots, stage_paths, validation_files
 
 COLUMNS = ["Resolution", "Train Loss", "Validation Loss", "Foreground Accuracy", "Dice Multi", "Mean IoU", "Epochs",
            "Total Train Time", "Hardware"]
@@ -38,24 +42,23 @@ def stage_row(history: pd.DataFrame, res: int, hardware: str) -> list[str]:
             clock(sum(seconds(t) for t in history["time"])), hardware]
 
 
+def published_histories(results_dir: str | Path, save_name: str = "unity_resnet34") -> dict[int, Path]:
+    """The history CSVs under results/, by resolution, smallest first."""
+    found = {resolution_of(p, save_name): p for p in Path(results_dir).glob(f"{save_name}_*x_history.csv")}
+    return {res: found[res] for res in sorted(r for r in found if r is not None)}
+
+
 def results_table(results_dir: str | Path, save_name: str = "unity_resnet34") -> str:
     """The README's results table, in markdown, from the history CSVs under results/."""
     results_dir = Path(results_dir)
     hardware = (results_dir / "hardware.txt").read_text().strip()
-    rows = []
-    for csv in sorted(results_dir.glob(f"{save_name}_*x_history.csv"), key=lambda p: int(re.search(r"_(\d+)x_", p.name).group(1))):
-        res = int(re.search(r"_(\d+)x_", csv.name).group(1))
-        rows.append(stage_row(pd.read_csv(csv), res, hardware))
+    rows = [stage_row(pd.read_csv(csv), res, hardware) for res, csv in published_histories(results_dir, save_name).items()]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def hardware_name(precision: str) -> str:
     """A short description of this machine for the results table."""
-    import os
-
-    import torch
-
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, {precision}"
     cpu = platform.processor() or "CPU"
@@ -66,12 +69,18 @@ def hardware_name(precision: str) -> str:
     return f"{os.cpu_count()}-core {cpu}, {precision}"
 
 
+def dataset_facts(data_path: str | Path) -> dict:
+    """What the README says of a run's data: image count and size, and the train/held-out split."""
+    shots, held_out = screenshots(data_path), validation_files(data_path)
+    w, h = Image.open(shots[0]).size
+    return {"images": len(shots), "size": f"{w}x{h}", "train": len(shots) - len(held_out), "held_out": len(held_out),
+            "held_out_fingerprint": fingerprint(held_out)}
+
+
 def publish(data_path: str | Path, save_name: str, resolutions: list[int], results_dir: str | Path,
             images_dir: str | Path, precision: str) -> list[Path]:
-    """Copy a run's histories to results/ and its plots (plus a sample with its mask) to readme_images/."""
-    from helpers.inference import colorize
-    from helpers.labels import read_labels
-
+    """Copy a run's histories to results/, its plots (plus a sample with its mask) to readme_images/, and the facts
+    of its dataset (images, size, train/held-out split) to results/run.json."""
     data_path, results_dir, images_dir = Path(data_path), Path(results_dir), Path(images_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -81,10 +90,11 @@ def publish(data_path: str | Path, save_name: str, resolutions: list[int], resul
         written.append(Path(shutil.copyfile(files["history"], results_dir / files["history"].name)))
         written.append(Path(shutil.copyfile(files["plot"], images_dir / f"metrics_{res}.png")))
     atomic_write_bytes(results_dir / "hardware.txt", (hardware_name(precision) + "\n").encode())
+    atomic_write_bytes(results_dir / "run.json", (json.dumps(dataset_facts(data_path), indent=1) + "\n").encode())
     shot = data_path / "screenshots" / "0.png"
     image = np.asarray(Image.open(shot).convert("RGB"))
     mask = np.asarray(Image.open(data_path / "labels" / "0.png"))
     pair = np.concatenate([image, colorize(mask, read_labels(data_path).palette)], axis=1)
     Image.fromarray(pair).save(images_dir / "sample_screenshot_and_mask.png")
-    written += [results_dir / "hardware.txt", images_dir / "sample_screenshot_and_mask.png"]
+    written += [results_dir / "hardware.txt", results_dir / "run.json", images_dir / "sample_screenshot_and_mask.png"]
     return written

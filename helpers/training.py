@@ -1,8 +1,9 @@
 """Data, learner, precision and saving for the training notebooks, on top of fastai."""
 from __future__ import annotations
 
+import gc
 import os
-from functools import partial
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +11,20 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
-from fastai.losses import CrossEntropyLossFlat, DiceLoss
 from fastai.data.block import DataBlock
-from fastai.data.transforms import FuncSplitter, Normalize, get_image_files
+from fastai.data.transforms import FuncSplitter, Normalize
 from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat, DiceLoss
 from fastai.metrics import DiceMulti, JaccardCoeffMulti, foreground_acc
 from fastai.vision.all import (ImageBlock, MaskBlock, Resize, ResizeMethod, aug_transforms, imagenet_stats,
                                resnet34, unet_learner)
+from PIL import Image
 
+from helpers.export import check_parity, export_onnx
 from helpers.files import atomic_save
+from helpers.inference import resize_mask, squish
 from helpers.labels import LabelTable
-from helpers.paths import in_validation, label_of, stage_paths
-
-def screenshots_of(data_path: Path) -> list[Path]:
-    """Every screenshot of a dataset folder."""
-    return get_image_files(Path(data_path) / "screenshots")
+from helpers.paths import in_validation, label_of, screenshots, stage_paths
 
 
 def batch_augmentations() -> list:
@@ -35,12 +35,14 @@ def batch_augmentations() -> list:
 
 def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, labels: LabelTable,
                      seed: int = 0, augment: bool = True, num_workers: int | None = None):
-    """fastai DataLoaders of screenshots and index masks, squished to image_size x image_size."""
+    """fastai DataLoaders of screenshots and index masks, squished to image_size x image_size.
+
+    The split is `paths.in_validation` (file names only); `seed` only shuffles the training batches."""
     block = DataBlock(
         blocks=(ImageBlock, MaskBlock(codes=labels.codes)),
-        get_items=screenshots_of,
+        get_items=screenshots,
         get_y=label_of,
-        splitter=FuncSplitter(partial(in_validation, seed=seed)),
+        splitter=FuncSplitter(in_validation),
         item_tfms=Resize(image_size, method=ResizeMethod.Squish),
         batch_tfms=[*(batch_augmentations() if augment else []), Normalize.from_stats(*imagenet_stats)],
     )
@@ -159,9 +161,9 @@ def keep_history(models_dir: str | Path, save_name: str, res: int) -> pd.DataFra
     return pd.read_csv(path)
 
 
-def save_weights(learn: Learner, path: Path) -> Path:
-    """The model's weights only: what the next stage loads."""
-    return atomic_save(path, lambda tmp: torch.save(learn.model.state_dict(), tmp))
+def save_weights(learn: Learner, labels: LabelTable, path: Path) -> Path:
+    """The model's weights and the class names they predict: what the next stage loads and checks."""
+    return atomic_save(path, lambda tmp: torch.save({"classes": labels.codes, "model": learn.model.state_dict()}, tmp))
 
 
 def export_learner(learn: Learner, path: Path) -> Path:
@@ -169,9 +171,17 @@ def export_learner(learn: Learner, path: Path) -> Path:
     return atomic_save(path, lambda tmp: learn.export(tmp))
 
 
+def read_weights(path: Path) -> tuple[list[str] | None, dict]:
+    """The class names (None in files saved before names were stored) and the state dict of a `.pth`."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if "model" in saved and "classes" in saved:
+        return list(saved["classes"]), saved["model"]
+    return None, saved
+
+
 def load_weights(learn: Learner, path: Path) -> None:
     """Load a previous stage's weights (checked first by `check_stage_inputs`)."""
-    learn.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    learn.model.load_state_dict(read_weights(path)[1])
 
 
 class StageError(Exception):
@@ -180,8 +190,6 @@ class StageError(Exception):
 
 def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str, input_res: int, output_res: int) -> Path:
     """Before any GoBig training: the input stage's weights exist, fit labels.csv, and the screenshots are big enough."""
-    from PIL import Image
-
     weights = stage_paths(Path(data_path) / "models", save_name, input_res)["pth"]
     if not weights.is_file():
         maker = "SegmentationLearner.ipynb" if input_res == 64 else f"GoBig.ipynb with output_res={input_res}"
@@ -196,19 +204,24 @@ def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str
             raise StageError(f"output_res {output_res} is larger than the screenshots ({w}x{h}): the model would train on "
                              f"upscaled pixels. Stop at {max(r for r in (64, 128, 256, 512, 1024) if r <= min(w, h))} "
                              "or generate larger screenshots (python -m helpers.synth --size).")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    n_out = [v.shape[0] for k, v in state.items() if v.ndim == 4][-1]
+    classes, state = read_weights(weights)
+    fix = "Restore the labels.csv that stage was trained with, or retrain from 64x64 with SegmentationLearner.ipynb."
+    if classes is not None and classes != labels.codes:
+        changed = [f"value {v}: {a!r} in the model, {b!r} in labels.csv"
+                   for v, (a, b) in enumerate(zip(classes, labels.codes)) if a != b]
+        if len(classes) != len(labels.codes):
+            changed.append(f"{len(classes)} classes in the model, {len(labels.codes)} in labels.csv (void included)")
+        raise StageError(f"{weights.name} was trained with other classes than labels.csv gives: "
+                         f"{'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. {fix}")
+    n_out = [v.shape[0] for v in state.values() if v.ndim == 4][-1]
     if n_out != labels.n_classes:
         raise StageError(f"{weights.name} predicts {n_out} classes but labels.csv gives {labels.n_classes} "
-                         "(void included): the classes changed since that stage was trained. Restore that labels.csv, "
-                         "or retrain from 64x64 with SegmentationLearner.ipynb.")
+                         f"(void included): the classes changed since that stage was trained. {fix}")
     return weights
 
 
 def fit_halving_on_oom(build, batchsize: int, fit) -> tuple[Learner, int]:
     """Build a learner for a batch size and fit it; on CUDA out-of-memory halve the batch size and retry, down to 1."""
-    import gc
-
     while True:
         learn = build(batchsize)
         try:
@@ -226,22 +239,35 @@ def fit_halving_on_oom(build, batchsize: int, fit) -> tuple[Learner, int]:
 
 def validation_images(dls, res: int, n: int = 8) -> np.ndarray:
     """The first n validation screenshots as uint8 N x res x res x 3, squished as in training."""
-    from PIL import Image
-
-    files = list(dls.valid_ds.items)[:n]
-    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((res, res), Image.Resampling.BILINEAR)) for f in files])
+    return np.stack([squish(Image.open(f), res) for f in list(dls.valid_ds.items)[:n]])
 
 
 def save_stage(learn: Learner, labels: LabelTable, data_path: str | Path, save_name: str, res: int) -> dict[str, Path]:
-    """Save the three variants of a stage: weights (.pth), fastai export (.pkl) and ONNX (.onnx)."""
-    from helpers.export import export_onnx
-
-    from PIL import Image
-
+    """Save a stage three ways, weights (.pth), fastai export (.pkl) and ONNX (.onnx); return what was written."""
     paths = stage_paths(Path(data_path) / "models", save_name, res)
-    save_weights(learn, paths["pth"])
-    export_learner(learn, paths["pkl"])
     w, h = Image.open(learn.dls.valid_ds.items[0]).size  # squished to a square in training: photos should match
-    export_onnx(learn.model, paths["onnx"], res, labels, trained_by=f"{save_name} at {res}x{res}",
-                screenshot_aspect=f"{w / h:.4f}")
-    return paths
+    return {"pth": save_weights(learn, labels, paths["pth"]),
+            "pkl": export_learner(learn, paths["pkl"]),
+            "onnx": export_onnx(learn.model, paths["onnx"], res, labels, trained_by=f"{save_name} at {res}x{res}",
+                                screenshot_aspect=f"{w / h:.4f}")}
+
+
+def check_stage_onnx(learn: Learner, onnx_path: Path, res: int, n: int = 8) -> str:
+    """Compare the ONNX export with PyTorch on validation images; raise when they disagree, else say how well they agree."""
+    images = validation_images(learn.dls, res, n)
+    return f"ONNX mask equals the PyTorch argmax on {check_parity(learn.model, onnx_path, images):.4%} of pixels " \
+           f"({len(images)} validation images)"
+
+
+def describe_files(files: dict[str, Path]) -> str:
+    """One line per saved file: its kind, path and size."""
+    return "\n".join(f"{kind:8} {path}  ({path.stat().st_size / 1e6:.1f} MB)" for kind, path in files.items())
+
+
+def predict_full_size(learn: Learner, image: Path) -> np.ndarray:
+    """fastai's prediction for one screenshot, resized back to the screenshot's size with nearest neighbour."""
+    with warnings.catch_warnings():
+        # fastai averages its Dice/IoU metrics over the target-less test batch of `predict`: an empty mean, no error
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        pred, _, _ = learn.predict(image)
+    return resize_mask(pred.numpy().astype(np.uint8), Image.open(image).size)
