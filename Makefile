@@ -20,6 +20,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 demo: setup

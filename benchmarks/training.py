@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             generate(data, 200, 320, 180, seed=5, workers=2, progress=False)
         precisions = ["fp32"] + (["bf16"] if training.cpu_has_bf16() else [])
         print(f"CPU threads: {torch.get_num_threads()}, batch size {args.batchsize}, {args.batches} timed batches each")
-        print(f"{'size':>6} " + "".join(f"{p + ' img/s':>12}" for p in precisions) + ("   bf16/fp32" if len(precisions) > 1 else ""))
+        header = "".join(f"{p + ' img/s':>12}" for p in precisions)
+        print(f"{'size':>6} {header}" + ("   bf16/fp32" if len(precisions) > 1 else ""))
         for size in args.sizes:
             rates = [images_per_second(data, size, args.batchsize, p, args.batches) for p in precisions]
             ratio = f"{rates[1] / rates[0]:>11.2f}x" if len(rates) > 1 else ""

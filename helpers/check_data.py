@@ -215,8 +215,8 @@ def word_report(scan: Scan, labels: LabelTable | None, rep: Report) -> None:
         rep.class_counts = scan.counts[: labels.n_classes]
         missing = [f"{labels.codes[v]} ({v})" for v in range(1, labels.n_classes) if scan.counts[v] == 0]
         if missing and not scan.rgb_files:
-            rep.warnings.append(f"{len(missing)} class(es) never occur in the masks: {', '.join(missing)}. "
-                                "The model cannot learn them; add scenes that show them or remove them from labels.csv.")
+            rep.warnings.append(f"{len(missing)} class(es) never occur in the masks: {', '.join(missing)}. The model "
+                                "cannot learn them; add scenes that show them or remove them from labels.csv.")
 
 
 def check_dataset(folder: str | Path) -> Report:
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point: print the report, exit 0 when clean and 1 when not."""
     ap = argparse.ArgumentParser(prog="python -m helpers.check_data", description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path, help="dataset folder with labels.csv, screenshots/ and labels/")
-    ap.add_argument("--fix-rgb", type=Path, metavar="OUT", help="write a copy with colour-coded labels converted to index masks")
+    ap.add_argument("--fix-rgb", type=Path, metavar="OUT",
+                    help="write a copy with colour-coded labels converted to index masks")
     args = ap.parse_args(argv)
     if not args.folder.exists():
         print(f"error: {args.folder} does not exist.", file=sys.stderr)

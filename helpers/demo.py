@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="Assets/Data~")
     ap.add_argument("--from", dest="start", default="data", choices=STAGE_NAMES, help="stage to start from")
     ap.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
-    ap.add_argument("--into", type=Path, default=REPO, help="folder for the executed notebooks and runs/ (default: the repo)")
+    ap.add_argument("--into", type=Path, default=REPO,
+                    help="folder for the executed notebooks and runs/ (default: the repo)")
     ap.add_argument("--photos", type=Path, default=SHARED_PHOTOS if SHARED_PHOTOS.is_dir() else None,
                     help="labelled real photos (images/, labels/) to score the largest model on (default: "
                          "../shared/real-photos when it exists)")
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stage.name} took {(time.time() - t0) / 60:.1f} min", flush=True)
     if args.publish:
         precision = "fp16 mixed precision" if name == "cuda" else ("bf16 autocast" if cpu_has_bf16() else "fp32")
-        for path in publish(data, "unity_resnet34", [64, 128, 256], REPO / "results", REPO / "readme_images", precision):
+        written = publish(data, "unity_resnet34", [64, 128, 256], REPO / "results", REPO / "readme_images", precision)
+        for path in written:
             print(f"published {path.relative_to(REPO)}")
     print(f"\nmake demo finished in {(time.time() - started) / 60:.1f} min.")
     print(f"models, histories and metric plots: {args.data}/models/")

@@ -72,7 +72,8 @@ def to_rgb_array(image) -> np.ndarray:
             image = Image.open(io.BytesIO(image))
             image.load()
         except Exception as e:  # PIL raises several types for bad bytes
-            raise PredictorError(f"the image bytes could not be decoded ({e.__class__.__name__}: {e}); send a PNG or JPEG.") from None
+            raise PredictorError(f"the image bytes could not be decoded ({e.__class__.__name__}: {e}); "
+                                 "send a PNG or JPEG.") from None
     if isinstance(image, Image.Image):
         if image.width == 0 or image.height == 0:
             raise PredictorError("the image is empty (0 pixels wide or high).")
@@ -100,7 +101,8 @@ class Predictor:
     def __init__(self, model_path, threads: int | None = None, providers: list[str] | None = None):
         path = Path(model_path)
         if not path.is_file():
-            raise PredictorError(f"{path} not found: train and export a model first (SegmentationLearner.ipynb or GoBig.ipynb).")
+            raise PredictorError(f"{path} not found: train and export a model first "
+                                 "(SegmentationLearner.ipynb or GoBig.ipynb).")
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -183,6 +185,7 @@ def dice_multi(preds: list[np.ndarray], targets: list[np.ndarray], n_classes: in
     total = np.zeros(n_classes)
     for p, t in zip(preds, targets):
         inter += np.bincount(t[p == t].ravel(), minlength=n_classes)[:n_classes]
-        total += np.bincount(p.ravel(), minlength=n_classes)[:n_classes] + np.bincount(t.ravel(), minlength=n_classes)[:n_classes]
+        total += np.bincount(p.ravel(), minlength=n_classes)[:n_classes]
+        total += np.bincount(t.ravel(), minlength=n_classes)[:n_classes]
     present = total > 0
     return float((2 * inter[present] / total[present]).mean())

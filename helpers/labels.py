@@ -1,4 +1,5 @@
-"""The class table (`labels.csv`) in the Unity generator's exact format, and the codes, palette and groups derived from it."""
+"""The class table (`labels.csv`) in the Unity generator's exact format, and the codes, palette and groups
+derived from it."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
-"""A run's published results: history CSVs in results/, plots in readme_images/, and the README's table made from them."""
+"""A run's published results: history CSVs in results/, plots in readme_images/, and the README's table made
+from them."""
 from __future__ import annotations
 
 import json
@@ -52,7 +53,8 @@ def results_table(results_dir: str | Path, save_name: str = "unity_resnet34") ->
     """The README's results table, in markdown, from the history CSVs under results/."""
     results_dir = Path(results_dir)
     hardware = (results_dir / "hardware.txt").read_text().strip()
-    rows = [stage_row(pd.read_csv(csv), res, hardware) for res, csv in published_histories(results_dir, save_name).items()]
+    histories = published_histories(results_dir, save_name)
+    rows = [stage_row(pd.read_csv(csv), res, hardware) for res, csv in histories.items()]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 

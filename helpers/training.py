@@ -16,8 +16,16 @@ from fastai.data.transforms import FuncSplitter, Normalize
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat, DiceLoss
 from fastai.metrics import DiceMulti, JaccardCoeffMulti, foreground_acc
-from fastai.vision.all import (ImageBlock, MaskBlock, Resize, ResizeMethod, aug_transforms, imagenet_stats,
-                               resnet34, unet_learner)
+from fastai.vision.all import (
+    ImageBlock,
+    MaskBlock,
+    Resize,
+    ResizeMethod,
+    aug_transforms,
+    imagenet_stats,
+    resnet34,
+    unet_learner,
+)
 from PIL import Image
 
 from helpers.export import check_parity, export_onnx
@@ -188,20 +196,25 @@ class StageError(Exception):
     """A training stage cannot start; the message says why and what to run first."""
 
 
-def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str, input_res: int, output_res: int) -> Path:
-    """Before any GoBig training: the input stage's weights exist, fit labels.csv, and the screenshots are big enough."""
+def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str, input_res: int,
+                       output_res: int) -> Path:
+    """Before any GoBig training: the input stage's weights exist, fit labels.csv, and the screenshots are big
+    enough."""
     weights = stage_paths(Path(data_path) / "models", save_name, input_res)["pth"]
     if not weights.is_file():
         maker = "SegmentationLearner.ipynb" if input_res == 64 else f"GoBig.ipynb with output_res={input_res}"
         raise StageError(f"{weights} not found: the {input_res}x{input_res} stage has not been trained. "
-                         f"Run {maker} first (or `make demo FROM=...`), or set input_res/save_name to a stage you have.")
+                         f"Run {maker} first (or `make demo FROM=...`), or set input_res/save_name to a stage you "
+                         "have.")
     if output_res <= input_res:
-        raise StageError(f"output_res ({output_res}) must be larger than input_res ({input_res}): each run goes one step up.")
+        raise StageError(f"output_res ({output_res}) must be larger than input_res ({input_res}): each run goes one "
+                         "step up.")
     first = next(iter(sorted((Path(data_path) / "screenshots").glob("*.png"))), None)
     if first is not None:
         w, h = Image.open(first).size
         if output_res > min(w, h):
-            raise StageError(f"output_res {output_res} is larger than the screenshots ({w}x{h}): the model would train on "
+            raise StageError(f"output_res {output_res} is larger than the screenshots ({w}x{h}): the model would "
+                             "train on "
                              f"upscaled pixels. Stop at {max(r for r in (64, 128, 256, 512, 1024) if r <= min(w, h))} "
                              "or generate larger screenshots (python -m helpers.synth --size).")
     classes, state = read_weights(weights)
@@ -253,7 +266,7 @@ def save_stage(learn: Learner, labels: LabelTable, data_path: str | Path, save_n
 
 
 def check_stage_onnx(learn: Learner, onnx_path: Path, res: int, n: int = 8) -> str:
-    """Compare the ONNX export with PyTorch on validation images; raise when they disagree, else say how well they agree."""
+    """Compare the ONNX export with PyTorch on validation images: raise when they disagree, else say how well."""
     images = validation_images(learn.dls, res, n)
     return f"ONNX mask equals the PyTorch argmax on {check_parity(learn.model, onnx_path, images):.4%} of pixels " \
            f"({len(images)} validation images)"

@@ -7,11 +7,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.check_data import (DatasetError, check_dataset, fix_rgb, highlight_class, main, mask_values,
-                                mask_values_in, require_clean)
+from helpers.check_data import (
+    DatasetError,
+    check_dataset,
+    fix_rgb,
+    highlight_class,
+    main,
+    mask_values,
+    mask_values_in,
+    require_clean,
+)
 from helpers.labels import read_labels
 
 REPO = Path(__file__).resolve().parents[1]
+
+HEADER = "LabelName,LabelColor_Red,LabelColor_Green,LabelColor_Blue"
 
 
 def run_cli(*args):
@@ -96,7 +106,7 @@ def test_colour_coded_labels_are_named_and_fixed(dataset_copy, tmp_path):
 
 
 def test_malformed_labels_csv(dataset_copy):
-    (dataset_copy / "labels.csv").write_text("LabelName,LabelColor_Red,LabelColor_Green,LabelColor_Blue\nwall,1,2,3\nwall,1,2,999\n")
+    (dataset_copy / "labels.csv").write_text(f"{HEADER}\nwall,1,2,3\nwall,1,2,999\n")
     msg = only_error(check_dataset(dataset_copy), "malformed")
     assert "duplicate class name 'wall'" in msg and "0-255" in msg
 

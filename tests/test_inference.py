@@ -1,5 +1,7 @@
 """The ONNX predictor on a tiny exported model, its post-processing, and every bad input."""
 import io
+import logging
+import os
 
 import numpy as np
 import onnx
@@ -7,9 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.export import export_onnx, quantize_int8, parity
-from helpers.inference import (Predictor, PredictorError, centroids, colorize, dice_multi, isolate, overlay,
-                               resize_mask)
+from helpers.export import ExportError, check_parity, ensure_int8, export_onnx, parity
+from helpers.inference import Predictor, PredictorError, centroids, colorize, dice_multi, isolate, overlay, resize_mask
 from helpers.labels import BEDROOM, parse_labels
 
 LABELS = parse_labels(BEDROOM)
@@ -21,7 +22,8 @@ class TinySegmenter(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        # a BatchNorm after the ReLU, as in fastai's U-Net: one that quantization cannot fold into a convolution
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(8),
                                        torch.nn.Conv2d(8, LABELS.n_classes, 1))
 
     def forward(self, x):
@@ -44,6 +46,10 @@ def test_export_metadata_and_parity(model_path):
     assert meta["resolution"] == "16" and meta["screenshot_aspect"] == "1.5000"
     images = np.stack([random_image(16, 16, seed=i) for i in range(8)])
     assert parity(TinySegmenter().eval(), model_path, images) >= 0.999
+    other = TinySegmenter().eval()
+    torch.nn.init.normal_(other.net[-1].weight)  # a different model: the export no longer matches it
+    with pytest.raises(ExportError, match="the export is broken"):
+        check_parity(other, model_path, images)
 
 
 def test_predictor_shapes_dtypes_and_resize_back(model_path):
@@ -126,9 +132,15 @@ def test_dice_multi():
     assert dice_multi([np.array([[0, 1], [1, 1]])], [t], 3) == pytest.approx((1 + 0.8 + 0) / 3)
 
 
-def test_int8_model_is_made_and_loads(model_path, tmp_path):
+def test_int8_model_is_made_and_loads(model_path, tmp_path, caplog):
     out = tmp_path / "tiny_16x_int8.onnx"
-    quantize_int8(model_path, out, np.stack([random_image(16, 16, seed=i) for i in range(4)]))
+    with caplog.at_level(logging.WARNING):
+        assert ensure_int8(model_path, out, np.stack([random_image(16, 16, seed=i) for i in range(4)]))
+    assert not [r for r in caplog.records if "out-of-range" in r.getMessage()]  # BatchNorm scales quantized per channel
+    assert not ensure_int8(model_path, out, np.zeros((1, 16, 16, 3), np.uint8))  # up to date: kept
+    later = out.stat().st_mtime + 10
+    os.utime(model_path, (later, later))  # the fp32 model was retrained after its int8 copy was made
+    assert ensure_int8(model_path, out, np.stack([random_image(16, 16, seed=i) for i in range(4)]))
     p = Predictor(out)
     assert p.metadata["precision"].startswith("int8") and p.resolution == 16
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)

@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 import papermill as pm
 import pytest
-import torch
+from fastai.learner import load_learner
+from PIL import Image
 
+from helpers.demo import main as demo
 from helpers.inference import Predictor
-from helpers.paths import stage_paths
+from helpers.paths import fingerprint, stage_paths, validation_files
+from helpers.training import read_weights
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"batchsize": 4, "small_epochs": 1, "image_size": 32, "save_name": "tiny"}
@@ -36,12 +39,11 @@ def text_of(nb: nbformat.NotebookNode) -> str:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict:
     """`make demo` with its tiny preset: generate, train at 64, step to 128 and 256, ONNX, real photos."""
-    from helpers.demo import main
-
     root = tmp_path_factory.mktemp("demo")
     data = root / "data"
-    assert main(["--data", str(data), "--preset", "tiny", "--into", str(root)]) == 0
-    read = lambda p: nbformat.read(p, as_version=4)
+    assert demo(["--data", str(data), "--preset", "tiny", "--into", str(root)]) == 0
+    def read(p: Path) -> nbformat.NotebookNode:
+        return nbformat.read(p, as_version=4)
     return {"data": data, "root": root, "seg": read(root / "SegmentationLearner.ipynb"),
             "gobig128": read(root / "runs" / "GoBig_64_to_128.ipynb"), "gobig": read(root / "GoBig.ipynb"),
             "onnx": read(root / "ONNX.ipynb"), "real": read(root / "RealImagePred.ipynb")}
@@ -49,10 +51,9 @@ def chain(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("res", [64, 128, 256])
 def test_every_stage_file_exists_and_loads(chain, res):
-    from fastai.learner import load_learner
-
     paths = stage_paths(chain["data"] / "models", "unity_resnet34", res)
-    state = torch.load(paths["pth"], weights_only=True)
+    classes, state = read_weights(paths["pth"])
+    assert classes == Predictor(paths["onnx"]).codes and len(classes) == 24
     assert [v.shape[0] for v in state.values() if v.ndim == 4][-1] == 24
     shot = next((chain["data"] / "screenshots").glob("*.png"))
     assert load_learner(paths["pkl"], cpu=True).predict(shot)[0].shape == (res, res)
@@ -65,26 +66,27 @@ def test_every_stage_file_exists_and_loads(chain, res):
     assert not list((chain["data"] / "models").glob("*.part"))
 
 
-def test_validation_split_is_the_same_at_every_stage(chain):
-    def valid_count(nb):
-        return re.search(r"(\d+) training and (\d+) validation images", text_of(nb)).groups()
-    assert valid_count(chain["seg"]) == valid_count(chain["gobig128"]) == valid_count(chain["gobig"])
+def test_every_stage_and_the_onnx_notebook_hold_out_the_same_files(chain):
+    expected = fingerprint(validation_files(chain["data"]))
+    for book in ("seg", "gobig128", "gobig"):
+        assert re.search(r"validation files: (\w+)", text_of(chain[book])).group(1) == expected, book
+    assert f"held-out screenshots (fingerprint {expected}," in text_of(chain["onnx"])
 
 
 def test_demo_keeps_every_step_and_the_repo_notebooks_untouched(chain):
     assert "output_res = 256" in "".join(c.source for c in chain["gobig"].cells)
     assert "output_res = 128" in "".join(c.source for c in chain["gobig128"].cells)
     assert sorted(p.name for p in (chain["root"] / "runs").iterdir()) == [
-        "GoBig_128_to_256.ipynb", "GoBig_64_to_128.ipynb", "ONNX.ipynb", "RealImagePred.ipynb", "SegmentationLearner.ipynb"]
+        "GoBig_128_to_256.ipynb", "GoBig_64_to_128.ipynb", "ONNX.ipynb", "RealImagePred.ipynb",
+        "SegmentationLearner.ipynb"]
     assert not list(chain["root"].glob(".*.part"))
 
 
 def test_demo_failure_says_how_to_resume(tmp_path, capsys):
-    from helpers.demo import main
-
     data = tmp_path / "data"
-    shutil.copytree(REPO / "Assets" / "Data~", data, ignore=shutil.ignore_patterns("models", "test", "screenshots", "labels"))
-    assert main(["--data", str(data), "--preset", "tiny", "--into", str(tmp_path), "--from", "gobig-128"]) == 1
+    shutil.copytree(REPO / "Assets" / "Data~", data,
+                    ignore=shutil.ignore_patterns("models", "test", "screenshots", "labels"))
+    assert demo(["--data", str(data), "--preset", "tiny", "--into", str(tmp_path), "--from", "gobig-128"]) == 1
     err = capsys.readouterr().err
     assert "stage gobig-128 failed" in err and "make demo FROM=gobig-128" in err
     assert not (tmp_path / "GoBig.ipynb").exists()  # a failed run never replaces the notebook
@@ -92,7 +94,8 @@ def test_demo_failure_says_how_to_resume(tmp_path, capsys):
 
 @pytest.mark.parametrize("book", ["seg", "gobig128", "gobig"])
 def test_onnx_parity_is_printed_and_met(chain, book):
-    share = float(re.search(r"ONNX mask equals the PyTorch argmax on ([\d.]+)% of pixels", text_of(chain[book])).group(1))
+    said = re.search(r"ONNX mask equals the PyTorch argmax on ([\d.]+)% of pixels", text_of(chain[book]))
+    share = float(said.group(1))
     assert share >= 99.9
 
 
@@ -108,7 +111,6 @@ def test_notebooks_show_their_figures(chain):
 
 def test_bad_data_stops_before_training(dataset_copy, tmp_path):
     m = np.zeros((64, 96), np.uint8) + 40
-    from PIL import Image
     Image.fromarray(m).save(dataset_copy / "labels" / "0.png")
     with pytest.raises(pm.PapermillExecutionError) as e:
         execute("SegmentationLearner", tmp_path, data_path=str(dataset_copy), **TINY)
@@ -131,5 +133,6 @@ def test_inference_benchmark_prints_its_json_line(chain):
     rows = json.loads(r.stdout.strip().splitlines()[-1])
     assert [row["res"] for row in rows] == [64]
     assert set(rows[0]) == {"res", "fastai_predict_ms", "torch_eager_ms", "ort_fp32_ms", "ort_int8_ms", "end_to_end_ms",
-                            "dice_fp32", "dice_int8"}
+                            "dice_images", "dice_fp32", "dice_int8"}
+    assert rows[0]["dice_images"] == len(validation_files(chain["data"]))
     assert all(rows[0][k] > 0 for k in rows[0]) and 0 <= rows[0]["dice_int8"] <= 1

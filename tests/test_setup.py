@@ -29,9 +29,9 @@ def test_environment_yml_matches_requirements():
 
 
 def test_every_requirement_is_pinned():
-    req = _pins((REPO / "requirements.txt").read_text().splitlines())
-    assert req["torch"] == "2.14.1" and req["torchvision"] == "0.29.1"
-    assert all(re.fullmatch(r"[\w.]+", v) for v in req.values()), req
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    unpinned = [line for line in lines if line and not re.fullmatch(r"[\w.\-\[\]]+==[\w.]+", line)]
+    assert not unpinned, f"requirements without an exact version: {unpinned}"
 
 
 def test_ci_runs_the_readme_test_command():

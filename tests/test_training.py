@@ -1,29 +1,49 @@
 """Training helpers: the stable split, stage checks, precision and the out-of-memory retry."""
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import training
-from helpers.labels import read_labels
-from helpers.paths import in_validation, split_of, stage_paths
+from helpers.labels import LabelTable, read_labels, write_labels
+from helpers.paths import in_validation, screenshots, stage_paths, training_files, validation_files
 
 
-def test_split_depends_on_file_names_only(tiny_dataset):
+def names(files) -> list[str]:
+    return sorted(Path(f).name for f in files)
+
+
+def test_every_consumer_holds_out_the_learners_validation_files(tiny_dataset):
     labels = read_labels(tiny_dataset)
-    a = training.segmentation_dls(tiny_dataset, 32, 4, labels, num_workers=0)
-    b = training.segmentation_dls(tiny_dataset, 64, 2, labels, num_workers=0)
-    names = lambda dls: sorted(p.name for p in dls.valid_ds.items)
-    assert names(a) == names(b) == split_of(list((tiny_dataset / "screenshots").glob("*.png")))
+    # the seed shuffles batches only: a user who changes it keeps the same held-out files
+    a = training.segmentation_dls(tiny_dataset, 32, 4, labels, seed=42, num_workers=0)
+    b = training.segmentation_dls(tiny_dataset, 64, 2, labels, seed=7, num_workers=0)
+    assert names(a.valid_ds.items) == names(b.valid_ds.items)
+    held_out, trained_on = validation_files(tiny_dataset), training_files(tiny_dataset)
+    assert held_out and set(held_out) <= set(a.valid_ds.items)  # what evaluations score on was never trained on
+    assert names(trained_on) == names(a.train_ds.items)  # what int8 calibrates on is the training set
+    assert not set(held_out) & set(trained_on) and len(held_out) + len(trained_on) == len(screenshots(tiny_dataset))
+
+
+def test_split_is_a_property_of_the_file_name(tmp_path):
     many = [Path(f"{i}.png") for i in range(2000)]
     share = sum(map(in_validation, many)) / len(many)
     assert 0.17 < share < 0.23
-    # adding images never moves an existing image across the split
-    assert [in_validation(p) for p in many[:100]] == [in_validation(p) for p in many[:100]]
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    for p in many[:50]:
+        (folder / p.name).write_bytes(b"")
+    before = names(validation_files(tmp_path))
+    for p in many[50:120]:  # adding images never moves an existing image across the split
+        (folder / p.name).write_bytes(b"")
+    assert [n for n in names(validation_files(tmp_path)) if int(n.split(".")[0]) < 50] == before
+    assert [p.name for p in screenshots(tmp_path)[:12]] == [f"{i}.png" for i in range(12)]  # numeric order
 
 
-def fake_weights(path: Path, n_out: int) -> None:
-    torch.save({"enc.weight": torch.zeros(8, 3, 3, 3), "head.weight": torch.zeros(n_out, 8, 1, 1)}, path)
+def fake_weights(path: Path, n_out: int, classes: list[str] | None = None) -> None:
+    state = {"enc.weight": torch.zeros(8, 3, 3, 3), "head.weight": torch.zeros(n_out, 8, 1, 1)}
+    torch.save(state if classes is None else {"classes": classes, "model": state}, path)
 
 
 def test_stage_checks(dataset_copy):
@@ -43,6 +63,39 @@ def test_stage_checks(dataset_copy):
         training.check_stage_inputs(dataset_copy, labels, "m", 32, 64)
 
 
+def test_weights_remember_their_classes(dataset_copy):
+    labels = read_labels(dataset_copy)
+    weights = stage_paths(dataset_copy / "models", "m", 32)["pth"]
+    weights.parent.mkdir()
+    fake_weights(weights, 24, labels.codes)
+    assert training.check_stage_inputs(dataset_copy, labels, "m", 32, 64) == weights
+    # same count, two rows swapped: a model that would load silently and mislabel every wall as floor
+    swapped = LabelTable((labels.names[1], labels.names[0], *labels.names[2:]),
+                         (labels.colors[1], labels.colors[0], *labels.colors[2:]))
+    write_labels(swapped, dataset_copy / "labels.csv")
+    with pytest.raises(training.StageError, match="value 1: 'building_wall' in the model, 'building_floor' in labels"):
+        training.check_stage_inputs(dataset_copy, swapped, "m", 32, 64)
+    renamed = LabelTable(("wall", *labels.names[1:]), labels.colors)
+    with pytest.raises(training.StageError, match="'building_wall' in the model, 'wall' in labels.csv"):
+        training.check_stage_inputs(dataset_copy, renamed, "m", 32, 64)
+
+
+def test_saved_weights_carry_class_names_and_reload(tiny_dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    labels = read_labels(data)
+    learn = training.make_learner(training.segmentation_dls(data, 32, 4, labels, num_workers=0), labels)
+    saved = training.save_stage(learn, labels, data, "m", 32)
+    assert set(saved) == {"pth", "pkl", "onnx"} and all(p.is_file() for p in saved.values())
+    classes, state = training.read_weights(saved["pth"])
+    assert classes == labels.codes
+    other = training.make_learner(training.segmentation_dls(data, 64, 4, labels, num_workers=0), labels)
+    training.load_weights(other, saved["pth"])
+    assert all(torch.equal(a, b) for a, b in zip(state.values(), other.model.state_dict().values()))
+    said = training.check_stage_onnx(learn, saved["onnx"], 32)
+    assert "ONNX mask equals the PyTorch argmax on 100.0000% of pixels" in said
+
+
 def test_out_of_memory_halves_the_batch_size(capsys):
     tried = []
 
@@ -54,29 +107,44 @@ def test_out_of_memory_halves_the_batch_size(capsys):
     learn, bs = training.fit_halving_on_oom(lambda b: b, 32, fit)
     assert tried == [32, 16, 8, 4] and bs == 4
     assert "retrying the step with batch size 16" in capsys.readouterr().out
+    tried.clear()
+
+    def never_fits(learn):
+        tried.append(learn)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        training.fit_halving_on_oom(lambda b: b, 2, lambda learn: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
+        training.fit_halving_on_oom(lambda b: b, 2, never_fits)
+    assert tried == [2, 1]  # down to batch size 1, then the error reaches the user
 
 
-def test_precision_on_this_machine(tiny_dataset):
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_precision_follows_the_cpu(tiny_dataset, monkeypatch, has_bf16):
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: has_bf16)
     labels = read_labels(tiny_dataset)
     learn = training.make_learner(training.segmentation_dls(tiny_dataset, 32, 4, labels, num_workers=0), labels)
     said = training.set_precision(learn)
-    expected = "bf16 autocast" if training.cpu_has_bf16() else "fp32"
-    assert said.startswith(expected)
-    if training.cpu_has_bf16():
-        assert any(isinstance(cb, training.CPUBf16) for cb in learn.cbs)
-        learn.fit(1, 1e-3)  # a bf16 step runs and leaves fp32 weights
-        assert next(learn.model.parameters()).dtype == torch.float32
+    assert said.startswith("bf16 autocast" if has_bf16 else "fp32 on the CPU")
+    assert any(isinstance(cb, training.CPUBf16) for cb in learn.cbs) == has_bf16
     with pytest.raises(ValueError, match="fp16 mixed precision needs a CUDA GPU"):
         training.set_precision(learn, "fp16")
+
+
+def test_a_bf16_step_leaves_fp32_weights(tiny_dataset):
+    labels = read_labels(tiny_dataset)
+    learn = training.make_learner(training.segmentation_dls(tiny_dataset, 32, 4, labels, num_workers=0), labels)
+    assert training.set_precision(learn, "bf16").startswith("bf16 autocast")
+    learn.fit(1, 1e-3)  # autocast works on any x86 CPU; only its speed needs native bf16
+    assert next(learn.model.parameters()).dtype == torch.float32
+    assert next(learn.model.parameters()).is_contiguous()  # channels-last is undone after fitting
 
 
 def test_cross_entropy_dice_loss():
     targ = torch.zeros(2, 8, 8, dtype=torch.long)
     targ[:, 4:] = 1  # a large class
     targ[:, :2, :2] = 3  # a small, rare class
-    logits = lambda t: torch.nn.functional.one_hot(t, 5).permute(0, 3, 1, 2).float() * 4
+    def logits(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(t, 5).permute(0, 3, 1, 2).float() * 4
     miss_rare, miss_common = targ.clone(), targ.clone()
     miss_rare[:, :2, :2] = 0  # the rare class's 4 pixels called background
     miss_common[:, 4, :4] = 0  # as many pixels of the large class called background
