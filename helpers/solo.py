@@ -150,6 +150,7 @@ def frame_files(root: Path) -> list[Path]:
 
 
 def _resolve(seq_dir: Path, filename: str) -> Path:
+    """The file a frame's `filename` field names."""
     # Perception writes file names relative to the sequence folder; some writers use the dataset root.
     path = seq_dir / filename
     if not path.exists() and (seq_dir.parent / filename).exists():
@@ -158,11 +159,13 @@ def _resolve(seq_dir: Path, filename: str) -> Path:
 
 
 def _size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image."""
     with Image.open(path) as img:  # reads the header only
         return img.size
 
 
 def _instances(annotation: dict) -> tuple[tuple[str, Rgb], ...]:
+    """(labelName, colour) of every instance a semantic annotation lists."""
     out = []
     for inst in annotation.get("instances") or []:
         value = inst.get("pixelValue", inst.get("color"))
@@ -309,7 +312,7 @@ def frame_lut(shot: Shot, value_of: dict[str, int], background: Iterable[Rgb]) -
         if k in owner and value_of[owner[k]] != value_of[name]:
             return f"the colour {rgb} is listed for both {owner[k]!r} and {name!r}"
         owner[k] = name
-        lut[k] = value_of[name]
+        lut[k] = value_of[name]  # a label listed in the background colour wins: the frame data says it is there
     return tuple(sorted(lut.items()))
 
 
@@ -341,6 +344,7 @@ def convert_frame(job: Job) -> Done:
 
 
 def _unknown_line(mask: Path, unknown: tuple[tuple[Rgb, int], ...]) -> str:
+    """Which unlisted colours a mask holds, and how many pixels of each."""
     total = sum(c for _, c in unknown)
     shown = ", ".join(f"{rgb} x {c}" for rgb, c in unknown[:MAX_COLOURS_LISTED])
     more = f" ... and {len(unknown) - MAX_COLOURS_LISTED} more" if len(unknown) > MAX_COLOURS_LISTED else ""
@@ -349,6 +353,7 @@ def _unknown_line(mask: Path, unknown: tuple[tuple[Rgb, int], ...]) -> str:
 
 
 def _check_out(solo: Path, out: Path, force: bool) -> None:
+    """Refuse an output folder that would overwrite something without --force."""
     if out.exists() and not out.is_dir():
         raise SoloError(f"{out} is a file; OUT_DIR must be a new or empty folder.", 2)
     if out.resolve() == solo.resolve():
@@ -359,6 +364,7 @@ def _check_out(solo: Path, out: Path, force: bool) -> None:
 
 
 def _solo_root(solo: Path) -> None:
+    """Refuse a folder that is not a SOLO dataset, saying what it looks like instead."""
     if not solo.is_dir():
         raise SoloError(f"{solo} is not a folder; point at the SOLO dataset (the folder with sequence.N/ folders).", 2)
     if (solo / "screenshots").is_dir() and (solo / "labels").is_dir():
@@ -368,6 +374,12 @@ def _solo_root(solo: Path) -> None:
         inner = sorted(p for p in solo.iterdir() if p.is_dir() and looks_like_solo(p))
         hint = f" Did you mean {inner[0]}?" if inner else " Point at the folder Perception wrote (with metadata.json)."
         raise SoloError(f"{solo} has no sequence.N/ folders, so it is not a SOLO dataset.{hint}", 2)
+
+
+def _skip(res: Result, say: Callable[[str], None], name: str, kind: str, detail: str) -> None:
+    """Count a skipped frame and say why."""
+    res.skipped[kind] += 1
+    say(f"skipped {name}: {detail}")
 
 
 def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = None, camera: str | None = None,
@@ -384,20 +396,15 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
     res = Result()
     parsed = [f for f in frames if f.problem is None]
     res.camera = choose_camera(parsed, camera) if parsed else ""
-
-    def skip(name: str, kind: str, detail: str) -> None:
-        res.skipped[kind] += 1
-        say(f"skipped {name}: {detail}")
-
     usable: list[tuple[FrameData, Shot]] = []
     for f in frames:
         shot = f.shots.get(res.camera)
         if f.problem:
-            skip(f.name, *f.problem)
+            _skip(res, say, f.name, *f.problem)
         elif shot is None:
-            skip(f.name, NO_CAMERA, f"no capture from camera {res.camera!r}")
+            _skip(res, say, f.name, NO_CAMERA, f"no capture from camera {res.camera!r}")
         elif shot.problem:
-            skip(f.name, *shot.problem)
+            _skip(res, say, f.name, *shot.problem)
         else:
             usable.append((f, shot))
     if usable:
@@ -406,7 +413,7 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
     for f, shot in usable:
         lut = frame_lut(shot, value_of, background)
         if isinstance(lut, str):
-            skip(f.name, AMBIGUOUS, lut)
+            _skip(res, say, f.name, AMBIGUOUS, lut)
             continue
         jobs.append(Job(len(jobs), shot.image, shot.mask, out, lut, write=not strict))
         names[len(names)] = (f.name, shot.mask)
@@ -432,7 +439,7 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
     for d in _map(convert_frame, jobs, workers, "converting"):
         name, mask = names[d.index]
         if d.problem:
-            skip(name, UNREADABLE, f"{d.problem} (its number {d.index} stays unused)")
+            _skip(res, say, name, UNREADABLE, f"{d.problem} (its number {d.index} stays unused)")
             continue
         if d.unknown:
             res.unknown_frames += 1
