@@ -209,13 +209,15 @@ def read_frame(path: Path) -> FrameData:
     name = f"{path.parent.name}/{path.name}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        captures = [c for c in data["captures"] if str(c.get("@type", "")).endswith("RGBCamera")]
-        ids = [str(c.get("id", "")) for c in captures]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return FrameData(name, problem=(NO_JSON, f"it does not parse ({e.__class__.__name__}: {e})"))
+    try:
+        captures = [c for c in data["captures"] if str(c.get("@type", "")).endswith("RGBCamera")]
+        return FrameData(name, {str(c.get("id", "")): _shot(path.parent, c) for c in captures})
     except (KeyError, TypeError, AttributeError) as e:
-        return FrameData(name, problem=(NO_JSON, f"it has no captures list of camera objects ({e!r})"))
-    return FrameData(name, {i: _shot(path.parent, c) for i, c in zip(ids, captures)})
+        detail = f"{e.__class__.__name__}: {e}"
+        return FrameData(name, problem=(NO_JSON, f"it parses but is not SOLO frame data ({detail}); expected "
+                                                 "captures: [{\"@type\", \"id\", \"filename\", ...}]"))
 
 
 def _map(fn: Callable, items: list, workers: int, desc: str) -> Iterator:

@@ -251,6 +251,25 @@ def test_check_data_points_a_solo_folder_to_the_converter(solo, capsys):
     assert check_data.main([str(solo)]) == 1
 
 
+def test_frames_that_fail_late_leave_their_number_unused(tmp_path, capsys):
+    root = tmp_path / "solo"
+    root_files(root)
+    for step in range(3):
+        frame(root, 0, step, [capture("camera", f"step{step}.camera.png", f"step{step}.seg.png", {"dog": BLUE})],
+              {f"step{step}.camera.png": photo(step), f"step{step}.seg.png": MASK_11})
+    mask = root / "sequence.0" / "step1.seg.png"
+    mask.write_bytes(mask.read_bytes()[:45])  # the header survives, the pixels do not
+    (root / "sequence.0" / "step3.frame_data.json").write_text('{"captures": 3}')
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "--workers", "2"]) == 0
+    stdout = lines(capsys)[0]
+    assert "skipped sequence.0/step1.frame_data.json: OSError" in stdout and "its number 1 stays unused" in stdout
+    assert "skipped sequence.0/step3.frame_data.json: it parses but is not SOLO frame data (TypeError" in stdout
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["0.png", "2.png"]
+    assert (np.array(Image.open(out / "labels" / "2.png")) == expected(MASK_11, {BLUE: 1})).all()
+    assert check_data.check_dataset(out).ok
+
+
 def test_frames_sort_by_sequence_then_step_number(tmp_path):
     for seq, step in ((10, 0), (2, 10), (2, 9), (1, 1)):
         (tmp_path / f"sequence.{seq}").mkdir(exist_ok=True)
