@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from helpers.files import atomic_path
 from helpers.labels import LabelsError, LabelTable, read_labels
+from helpers.solo import looks_like_solo, solo_hint
 
 MAX_LISTED = 8  # files named per problem before "... and N more"
 
@@ -132,6 +133,8 @@ def find_pairs(folder: Path, rep: Report) -> tuple[LabelTable | None, list[tuple
         d = folder / sub
         if not d.is_dir():
             rep.errors.append(f"{d} is missing: a dataset needs screenshots/N.png and labels/N.png.")
+            if sub == "screenshots" and looks_like_solo(folder):
+                rep.errors.append(solo_hint(folder))
         dirs[sub] = {p.stem: p for p in d.glob("*.png")} if d.is_dir() else {}
     shots, masks = dirs["screenshots"], dirs["labels"]
     only_shots = sorted(set(shots) - set(masks), key=_numeric)
