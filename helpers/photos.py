@@ -1,8 +1,12 @@
-"""Real photos to try the models on: the user's own in `test/`, or a few that ship with scikit-image."""
+"""Real photos to try the models on (the user's own in `test/`, or a few that ship with scikit-image), and scoring
+models on labelled real photos."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 # Real photographs bundled in the scikit-image wheel (no download): a coffee cup on a saucer, a cat,
 # a wall clock, an astronaut indoors and a motorcycle.
@@ -40,3 +44,120 @@ def centre_crop(image, aspect: float):
         return image.crop(((w - cw) // 2, 0, (w - cw) // 2 + cw, h))
     ch = round(w / aspect)
     return image.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
+
+
+# --- scoring models on labelled real photos ---------------------------------------------------------------------
+IGNORE = 255  # label value of pixels a labelled set leaves unscored
+# The room's structure, by the names our class list gives them: what a model must get right on any real room photo.
+STRUCTURE = {"wall": "building_wall", "floor": "building_floor", "ceiling": "building_ceiling",
+             "bed": "furniture_doubleBed"}
+LAYOUT_BANDS = (0.15, 0.35)  # share of the image height guessed as ceiling (top) and as floor (bottom)
+
+
+class LabelledSetError(ValueError):
+    """A labelled photo set cannot be read; the message says which file and why."""
+
+
+def read_labelled_set(images_dir: str | Path, labels_dir: str | Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, RGB uint8 image, uint8 label) of every photo with a label PNG of the same stem and size."""
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    for kind, folder in (("images", images_dir), ("labels", labels_dir)):
+        if not folder.is_dir():
+            raise LabelledSetError(f"{kind} folder {folder} not found")
+    images = {p.stem: p for p in photos_in(images_dir)}
+    labels = {p.stem: p for p in labels_dir.iterdir() if p.suffix.lower() == ".png"}
+    if not images:
+        raise LabelledSetError(f"no images ({', '.join(sorted(PHOTO_SUFFIXES))}) in {images_dir}")
+    if len(images) != len(photos_in(images_dir)):
+        raise LabelledSetError(f"{images_dir} holds two images with the same name and different suffixes")
+    if images.keys() - labels.keys():
+        missing = sorted(images.keys() - labels.keys())
+        raise LabelledSetError(f"{len(missing)} image(s) have no label PNG in {labels_dir}, e.g. {missing[0]}.png")
+    if labels.keys() - images.keys():
+        extra = sorted(labels.keys() - images.keys())
+        raise LabelledSetError(f"{len(extra)} label(s) have no image in {images_dir}, e.g. {labels[extra[0]].name}")
+    out = []
+    for name in sorted(images):
+        try:
+            image = Image.open(images[name])
+            label = Image.open(labels[name])
+            image.load()
+            label.load()
+        except (OSError, SyntaxError) as e:  # PIL's errors for truncated or non-image files
+            raise LabelledSetError(f"{name}: cannot read the image or its label ({e})") from None
+        if label.mode not in ("L", "P"):
+            raise LabelledSetError(f"{labels[name]} is {label.mode}; a label must be one 8-bit class value per pixel")
+        if image.size != label.size:
+            raise LabelledSetError(f"{name}: image is {image.size[0]}x{image.size[1]} but its label is "
+                                   f"{label.size[0]}x{label.size[1]}; they must be the same size")
+        out.append((name, np.asarray(image.convert("RGB")), np.asarray(label, dtype=np.uint8)))
+    return out
+
+
+def class_value(codes: list[str], name: str) -> int:
+    """The mask value of a class name in a model's class list (void first)."""
+    if name not in codes:
+        raise LabelledSetError(f"the model has no class {name!r}; its classes are {', '.join(codes)}")
+    return codes.index(name)
+
+
+def layout_guess(size: tuple[int, int], codes: list[str]) -> np.ndarray:
+    """The fixed three-band guess for a (width, height) image: ceiling on top, floor at the bottom, wall between."""
+    width, height = size
+    guess = np.full((height, width), class_value(codes, STRUCTURE["wall"]), dtype=np.uint8)
+    guess[:round(height * LAYOUT_BANDS[0])] = class_value(codes, STRUCTURE["ceiling"])
+    guess[height - round(height * LAYOUT_BANDS[1]):] = class_value(codes, STRUCTURE["floor"])
+    return guess
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """n_classes x n_classes pixel counts (row: truth, column: prediction), pixels labelled IGNORE left out."""
+    if truth.shape != pred.shape:
+        raise ValueError(f"label is {truth.shape} but prediction is {pred.shape}")
+    keep = truth != IGNORE
+    t, p = truth[keep].astype(np.int64), pred[keep].astype(np.int64)
+    if t.size and max(t.max(), p.max()) >= n_classes:
+        raise ValueError(f"a class value is >= {n_classes}, the number of classes")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def pooled_iou(truths: list[np.ndarray], preds: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """Per-class IoU with intersections and unions summed over all images; NaN for a class in neither."""
+    cm = sum((confusion(t, p, n_classes) for t, p in zip(truths, preds)), np.zeros((n_classes, n_classes), np.int64))
+    inter = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - inter
+    iou = np.full(n_classes, np.nan)
+    np.divide(inter, union, out=iou, where=union > 0)
+    return iou
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean of the non-NaN values, NaN (without a warning) when there are none."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def structure_miou(iou: np.ndarray, codes: list[str]) -> float:
+    """Mean IoU over wall, floor, ceiling and bed, skipping any with no IoU."""
+    return _mean(np.array([iou[class_value(codes, name)] for name in STRUCTURE.values()]))
+
+
+def present_miou(iou: np.ndarray, truths: list[np.ndarray]) -> float:
+    """Mean IoU over the classes (void excluded) that occur in the truth."""
+    counts = sum(np.bincount(t.ravel(), minlength=256) for t in truths)
+    present = [v for v in np.flatnonzero(counts[:len(iou)]) if v != 0]
+    return _mean(iou[present]) if present else float("nan")
+
+
+def score_predictor(predictor, photos: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
+    """IoU per class, structure mIoU and present mIoU of a helpers.inference.Predictor and of the layout guess."""
+    codes, n = list(predictor.codes), len(predictor.codes)
+    truths = [label for _, _, label in photos]
+    preds = [predictor.predict(image)[0] for _, image, _ in photos]
+    guesses = [layout_guess((label.shape[1], label.shape[0]), codes) for label in truths]
+    out: dict = {"model_path": str(predictor.path), "resolution": predictor.resolution, "photos": len(photos)}
+    for key, masks in (("model", preds), ("layout", guesses)):
+        iou = pooled_iou(truths, masks, n)
+        out[key] = {"iou": {codes[v]: float(iou[v]) for v in range(n)},
+                    "structure_miou": structure_miou(iou, codes), "present_miou": present_miou(iou, truths)}
+    return out

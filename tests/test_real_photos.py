@@ -1,0 +1,119 @@
+"""Scoring models on labelled real photos: IoU by hand, the ignore value, the layout guess and the benchmark CLI."""
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers.export import export_onnx
+from helpers.labels import BEDROOM, parse_labels
+from helpers.photos import (IGNORE, LabelledSetError, layout_guess, pooled_iou, present_miou, read_labelled_set,
+                            structure_miou)
+from helpers.synth import generate
+
+REPO = Path(__file__).resolve().parents[1]
+CODES = list(parse_labels(BEDROOM).codes)
+WALL, FLOOR, CEILING, BED = 1, 2, 3, 5
+
+
+def test_iou_by_hand_and_the_ignore_value():
+    truth = np.array([[1, 1, 2, 2],
+                      [1, 1, 2, 255]], np.uint8)
+    pred = np.array([[1, 2, 2, 2],
+                     [1, 1, 1, 1]], np.uint8)
+    iou = pooled_iou([truth], [pred], 4)
+    # wall: 3 hits, union = 4 true + 2 wrongly predicted = 5; floor: 2 hits, union 3 true + 1 wrong = 4.
+    # The 255 pixel is predicted wall but never counted.
+    assert iou[1] == pytest.approx(3 / 5) and iou[2] == pytest.approx(2 / 4)
+    assert math.isnan(iou[0]) and math.isnan(iou[3])  # in neither truth nor prediction: no IoU, not 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        assert present_miou(iou, [truth]) == pytest.approx((3 / 5 + 2 / 4) / 2)
+        assert math.isnan(structure_miou(np.full(len(CODES), np.nan), CODES))
+
+
+def test_a_class_only_predicted_scores_zero():
+    truth = np.full((2, 2), 1, np.uint8)
+    pred = np.array([[1, 1], [1, 3]], np.uint8)
+    iou = pooled_iou([truth], [pred], 4)
+    assert iou[3] == 0 and iou[1] == pytest.approx(3 / 4)
+
+
+def test_iou_is_pooled_over_images_not_averaged():
+    t1, p1 = np.array([[1, 1, 1, 1]], np.uint8), np.array([[1, 1, 1, 1]], np.uint8)  # wall 4/4
+    t2, p2 = np.array([[1, 2]], np.uint8), np.array([[2, 2]], np.uint8)  # wall 0/1
+    iou = pooled_iou([t1, t2], [p1, p2], 3)
+    assert iou[1] == pytest.approx(4 / 5)  # the mean of per-image IoUs would be 0.5
+    assert iou[2] == pytest.approx(1 / 2)
+
+
+def test_structure_miou_uses_class_names():
+    iou = np.full(len(CODES), np.nan)
+    iou[[WALL, FLOOR, CEILING, BED]] = 0.2, 0.4, 0.6, 0.8
+    iou[4] = 0.0  # the door is no part of the structure
+    assert structure_miou(iou, CODES) == pytest.approx(0.5)
+    assert structure_miou(iou, ["void", "x", "y", "building_wall", "building_floor", "building_ceiling",
+                                "furniture_doubleBed"]) == pytest.approx(np.nanmean(iou[3:7]))
+
+
+def test_layout_guess_bands():
+    guess = layout_guess((40, 100), CODES)
+    assert guess.shape == (100, 40)
+    assert (guess[:15] == CEILING).all() and (guess[15:65] == WALL).all() and (guess[65:] == FLOOR).all()
+
+
+def test_read_labelled_set_errors(tmp_path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    Image.new("RGB", (8, 6)).save(images / "a.jpg")
+    with pytest.raises(LabelledSetError, match="no label PNG.*a.png"):
+        read_labelled_set(images, labels)
+    Image.new("L", (8, 5)).save(labels / "a.png")
+    with pytest.raises(LabelledSetError, match="8x6 but its label is 8x5"):
+        read_labelled_set(images, labels)
+    Image.new("L", (8, 6)).save(labels / "a.png")
+    Image.new("L", (8, 6)).save(labels / "b.png")
+    with pytest.raises(LabelledSetError, match="no image.*b.png"):
+        read_labelled_set(images, labels)
+    (labels / "b.png").unlink()
+    [(name, image, label)] = read_labelled_set(images, labels)
+    assert name == "a" and image.shape == (6, 8, 3) and label.shape == (6, 8)
+    with pytest.raises(LabelledSetError, match="not found"):
+        read_labelled_set(tmp_path / "nope", labels)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "benchmarks.real_photos", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
+    data = tmp_path / "data"
+    generate(data, 3, 48, 32, seed=5, workers=1, progress=False)
+    model = torch.nn.Conv2d(3, len(CODES), 1)
+    with torch.no_grad():  # a model that always says wall: its IoU is known from the masks
+        model.weight.zero_()
+        model.bias.zero_()
+        model.bias[WALL] = 1.0
+    onnx = export_onnx(model, tmp_path / "m.onnx", 16, parse_labels(BEDROOM))
+    r = run_cli("--images", data / "screenshots", "--labels", data / "labels", "--model", onnx)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    masks = [np.asarray(Image.open(p)) for p in sorted((data / "labels").glob("*.png"))]
+    walls = sum((m == WALL).sum() for m in masks)
+    assert result["model"]["iou"]["building_wall"] == pytest.approx(walls / sum(m.size for m in masks))
+    assert result["model"]["iou"]["building_floor"] == 0.0
+    assert "building_wall" in r.stdout and "structure mIoU" in r.stdout
+    assert result["layout"]["structure_miou"] is not None
+
+    r = run_cli("--images", tmp_path / "missing", "--labels", data / "labels", "--model", onnx)
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--images", data / "screenshots", "--labels", data / "labels", "--model", tmp_path / "none.onnx")
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
