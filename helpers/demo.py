@@ -9,6 +9,7 @@ notebook in the repo, so a failed stage never leaves a half-run notebook behind 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -66,6 +67,11 @@ def epochs(preset: dict) -> str:
                       for k in ("learner", "gobig_128", "gobig_256"))
 
 
+def relative(path: Path) -> str:
+    """A path as the notebooks see it: relative to the repo, where they run (no machine's folders in their outputs)."""
+    return os.path.relpath(Path(path).resolve(), REPO)
+
+
 def stages(preset: dict, data: str, photos: Path | None = None) -> list[Stage]:
     """The chain in order, with each notebook's parameters."""
     d = {"data_path": data}
@@ -76,7 +82,7 @@ def stages(preset: dict, data: str, photos: Path | None = None) -> list[Stage]:
             Stage("gobig-256", "GoBig.ipynb", {**d, "input_res": 128, "output_res": 256, **preset["gobig_256"]},
                   keep_copy="GoBig_128_to_256.ipynb"),
             Stage("onnx", "ONNX.ipynb", {**d, "size": 256, **preset["onnx"]}),
-            Stage("realimage", "RealImagePred.ipynb", {**d, "labelled_photos": str(photos) if photos else ""})]
+            Stage("realimage", "RealImagePred.ipynb", {**d, "labelled_photos": relative(photos) if photos else ""})]
 
 
 STAGE_NAMES = [s.name for s in stages(CPU, "")]

@@ -2,11 +2,16 @@
 models on labelled real photos."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
+from skimage import data
+
+from helpers.files import atomic_write_bytes
 
 # Real photographs bundled in the scikit-image wheel (no download): a coffee cup on a saucer, a cat,
 # a wall clock, an astronaut indoors and a motorcycle.
@@ -25,8 +30,6 @@ def seed_test_photos(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if photos_in(folder):
         return []
-    from skimage import data
-
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in BUNDLED:
@@ -161,3 +164,37 @@ def score_predictor(predictor, photos: list[tuple[str, np.ndarray, np.ndarray]])
         out[key] = {"iou": {codes[v]: float(iou[v]) for v in range(n)},
                     "structure_miou": structure_miou(iou, codes), "present_miou": present_miou(iou, truths)}
     return out
+
+
+def iou_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """Structure mIoU, present mIoU and per-class IoU (rows) of several scored models and the layout guess (columns)."""
+    first = next(iter(results.values()))
+    columns = {name: r["model"] for name, r in results.items()} | {"layout guess": first["layout"]}
+    rows = {"structure mIoU": {k: v["structure_miou"] for k, v in columns.items()},
+            "mIoU, present classes": {k: v["present_miou"] for k, v in columns.items()}}
+    for cls in first["model"]["iou"]:
+        if any(not np.isnan(v["iou"][cls]) for v in columns.values()):
+            rows[cls] = {k: v["iou"][cls] for k, v in columns.items()}
+    return pd.DataFrame(rows).T
+
+
+def json_safe(value):
+    """NaN as None, recursively, so scores can be written as strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
+def save_scores(scores: dict[str, dict], path: str | Path) -> Path:
+    """Write scored models (as from `score_predictor`, by stage name) to a JSON file, atomically."""
+    atomic_write_bytes(Path(path), (json.dumps(json_safe(scores), indent=1) + "\n").encode())
+    return Path(path)
+
+
+def load_scores(path: str | Path) -> dict[str, dict]:
+    """Scores written by `save_scores`, with None read back as NaN."""
+    def nan(value):
+        if isinstance(value, dict):
+            return {k: nan(v) for k, v in value.items()}
+        return float("nan") if value is None else value
+    return nan(json.loads(Path(path).read_text()))

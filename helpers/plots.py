@@ -60,3 +60,29 @@ def show_prediction(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray
     present = sorted((set(np.unique(prediction).tolist()) | set(np.unique(truth).tolist())) - {0})
     return show_side_by_side(dict(zip(titles, (image, labels.palette[prediction], labels.palette[truth]))),
                              labels, present)
+
+
+def colour_label(label: np.ndarray, palette: np.ndarray, ignore: int = 255) -> np.ndarray:
+    """RGB image of a true label whose `ignore` pixels (not scored) are grey."""
+    full = np.full((256, 3), 128, np.uint8)
+    full[:len(palette)] = palette
+    full[ignore] = (128, 128, 128)
+    return full[label]
+
+
+def show_real_photos(predictor, photos: list[tuple[str, np.ndarray, np.ndarray]], width: float = 3.6) -> plt.Figure:
+    """One row per labelled photo: the photo, the model's prediction and the truth (grey: not scored)."""
+    fig, axes = plt.subplots(len(photos), 3, figsize=(3 * width, width * 0.75 * len(photos)), squeeze=False)
+    values: set[int] = set()
+    for row, (name, image, label) in zip(axes, photos):
+        mask = predictor.predict(image)[0]
+        values |= set(np.unique(mask).tolist()) | set(np.unique(label[label != 255]).tolist())
+        for ax, img, title in zip(row, (image, predictor.palette[mask], colour_label(label, predictor.palette)),
+                                  (name, "prediction", "truth (grey: not scored)")):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.legend(handles=legend_patches(predictor.labels, sorted(values - {0})), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

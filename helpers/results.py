@@ -17,7 +17,9 @@ from helpers.files import atomic_write_bytes
 from helpers.inference import colorize
 from helpers.labels import read_labels
 from helpers.paths import fingerprint, resolution_of, screenshots, stage_paths, validation_files
+from helpers.photos import STRUCTURE, iou_frame, load_scores
 
+STRUCTURE_CLASSES = tuple(STRUCTURE.values())
 COLUMNS = ["Resolution", "Train Loss", "Validation Loss", "Foreground Accuracy", "Dice Multi", "Mean IoU", "Epochs",
            "Total Train Time", "Hardware"]
 
@@ -99,4 +101,21 @@ def publish(data_path: str | Path, save_name: str, resolutions: list[int], resul
     pair = np.concatenate([image, colorize(mask, read_labels(data_path).palette)], axis=1)
     Image.fromarray(pair).save(images_dir / "sample_screenshot_and_mask.png")
     written += [results_dir / "hardware.txt", results_dir / "run.json", images_dir / "sample_screenshot_and_mask.png"]
+    # written by RealImagePred when it scored the stages on labelled real photos
+    for src, dst in ((f"{save_name}_real_photos.json", results_dir / "real_photos.json"),
+                     (f"{save_name}_real_photos.png", images_dir / "real_photos.png")):
+        if (data_path / "models" / src).is_file():
+            written.append(Path(shutil.copyfile(data_path / "models" / src, dst)))
     return written
+
+
+def real_photos_table(results_dir: str | Path, classes: tuple[str, ...] = STRUCTURE_CLASSES) -> str:
+    """The README's real-photo table, in markdown: structure mIoU and the structure classes' IoU of each stage
+    and of the layout guess, from results/real_photos.json."""
+    rows = ["structure mIoU", *classes]
+    frame = iou_frame(load_scores(Path(results_dir) / "real_photos.json")).reindex(rows)
+    lines = ["| model | " + " | ".join(rows) + " |", "|" + " --- |" * (len(rows) + 1)]
+    for column in frame.columns:
+        cells = ["-" if np.isnan(frame.at[r, column]) else f"{frame.at[r, column]:.3f}" for r in rows]
+        lines.append(f"| {column} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -17,6 +17,9 @@ from PIL import Image
 from helpers.demo import main as demo
 from helpers.inference import Predictor
 from helpers.paths import fingerprint, stage_paths, validation_files
+from helpers.photos import load_scores
+from helpers.results import publish, real_photos_table
+from helpers.synth import generate
 from helpers.training import read_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +39,26 @@ def text_of(nb: nbformat.NotebookNode) -> str:
                      if o.output_type == "stream")
 
 
+def labelled_photos(folder: Path) -> Path:
+    """Three rendered rooms as a labelled 'real photo' set: JPEG photos, labels with an unscored (255) band."""
+    generate(folder / "rendered", 3, 80, 60, seed=9, workers=1, progress=False)
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    for i in range(3):
+        Image.open(folder / "rendered" / "screenshots" / f"{i}.png").save(folder / "images" / f"photo{i}.jpg")
+        label = np.array(Image.open(folder / "rendered" / "labels" / f"{i}.png"))
+        label[:, :10] = 255
+        Image.fromarray(label).save(folder / "labels" / f"photo{i}.png")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict:
     """`make demo` with its tiny preset: generate, train at 64, step to 128 and 256, ONNX, real photos."""
     root = tmp_path_factory.mktemp("demo")
     data = root / "data"
-    assert demo(["--data", str(data), "--preset", "tiny", "--into", str(root)]) == 0
+    photos = labelled_photos(root / "photos")
+    assert demo(["--data", str(data), "--preset", "tiny", "--into", str(root), "--photos", str(photos)]) == 0
     def read(p: Path) -> nbformat.NotebookNode:
         return nbformat.read(p, as_version=4)
     return {"data": data, "root": root, "seg": read(root / "SegmentationLearner.ipynb"),
@@ -136,3 +153,23 @@ def test_inference_benchmark_prints_its_json_line(chain):
                             "dice_images", "dice_fp32", "dice_int8"}
     assert rows[0]["dice_images"] == len(validation_files(chain["data"]))
     assert all(rows[0][k] > 0 for k in rows[0]) and 0 <= rows[0]["dice_int8"] <= 1
+
+
+def test_real_photos_are_scored_for_every_stage_and_published(chain, tmp_path):
+    scores = load_scores(chain["data"] / "models" / "unity_resnet34_real_photos.json")
+    assert list(scores) == ["64x64", "128x128", "256x256"]
+    for score in scores.values():
+        assert score["photos"] == 3 and 0 <= score["model"]["structure_miou"] <= 1
+        assert 0 <= score["layout"]["iou"]["building_wall"] <= 1
+    shown = [o.get("data", {}).get("text/plain", "") for c in chain["real"].cells if c.cell_type == "code"
+             for o in c.get("outputs", [])]
+    assert any("structure mIoU" in t and "layout guess" in t for t in shown)
+    written = publish(chain["data"], "unity_resnet34", [64, 128, 256], tmp_path / "results", tmp_path / "img", "fp32")
+    assert {p.name for p in written} >= {"run.json", "real_photos.json", "real_photos.png", "hardware.txt"}
+    facts = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert facts["train"] + facts["held_out"] == facts["images"] == 14
+    assert facts["held_out_fingerprint"] == fingerprint(validation_files(chain["data"]))
+    table = real_photos_table(tmp_path / "results")
+    assert table.splitlines()[0].startswith("| model | structure mIoU | building_wall")
+    assert [line.split(" |")[0] for line in table.splitlines()[2:]] == ["| 64x64", "| 128x128", "| 256x256",
+                                                                         "| layout guess"]
