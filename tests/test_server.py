@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -87,24 +88,31 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(model_path: Path):
-    """The real app under uvicorn on a free loopback port, in a thread; yields the port."""
-    app = create_app(Predictor(model_path, threads=1), max_pixels=MAX_PIXELS, max_body_bytes=MAX_BODY)
+@contextmanager
+def serving(app):
+    """The app under uvicorn on a free loopback port, in a thread; yields the port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
-    yield sock.getsockname()[1]
-    srv.should_exit = True
-    thread.join(5)
-    sock.close()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        srv.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path):
+    """The real app serving the tiny model, with small limits so that the limit tests stay small."""
+    with serving(create_app(Predictor(model_path, threads=1), max_pixels=MAX_PIXELS, max_body_bytes=MAX_BODY)) as port:
+        yield port
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
@@ -323,6 +331,61 @@ def test_a_burst_of_frames_is_answered_or_shed_never_failed(server):
         assert kind.startswith("application/json") and (set(reply) == {"detail"} if status == 503 else reply["labels"])
     status, _, _ = call(server, "PUT", "/predict_image_text", body, {"Content-Type": "application/json"})
     assert status == 200
+
+
+@aliases
+def test_colours_change_whole_under_concurrent_frames(server):
+    """A client flipping between two palettes while its frames are in flight: each overlay is all one or the other."""
+    palettes = [[(v, 10, 20, 255) for v in range(1, N_LABELS + 1)], [(v, 200, 100, 255) for v in range(1, N_LABELS + 1)]]
+    bodies = [colors_body(list(range(N_LABELS)), p) for p in palettes]
+    frame = frame_body(stripes(FRAME_CLASSES, 96, 54))
+
+    def work(i: int):
+        if i % 2:
+            return put_json(server, "/set_label_colors", bodies[(i // 2) % 2], "127.0.0.6")
+        return put_json(server, "/predict_image_text", frame, "127.0.0.6")
+
+    assert put_json(server, "/set_label_colors", bodies[0], "127.0.0.6")[0] == 200
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(60)))
+    overlays = [r for s, r in results if "image64" in r and s == 200]
+    assert overlays and all(s in (200, 503) for s, _ in results)
+    for reply in overlays:
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(reply["image64"]))))
+        greens = set(np.unique(pixels[pixels[..., 3] > 0][:, 1]).tolist())
+        assert greens in ({10}, {200}), greens
+
+
+def test_a_slow_model_answers_the_newest_frame_sheds_the_rest_at_once_and_stays_responsive(model_path):
+    predictor = Predictor(model_path, threads=1)
+    model_run = predictor.run
+
+    run_time = 0.6  # a model much slower than the frames come
+
+    def slow_run(batch):
+        time.sleep(run_time)
+        return model_run(batch)
+
+    predictor.run = slow_run
+    body = frame_body(stripes(FRAME_CLASSES, 96, 54))
+    with serving(create_app(predictor)) as port, ThreadPoolExecutor(8) as pool:
+        def send(i: int) -> tuple[int, float, float]:
+            time.sleep(0.05 * i)  # frames 50 ms apart, not waiting for replies, as the scene sends them
+            t0 = time.perf_counter()
+            status = call(port, "PUT", "/predict_image_text", body, {"Content-Type": "application/json"})[0]
+            return status, t0, time.perf_counter() - t0
+
+        futures = [pool.submit(send, i) for i in range(6)]
+        time.sleep(0.15)
+        t0 = time.perf_counter()
+        assert call(port, "GET", "/")[0] == 200
+        assert time.perf_counter() - t0 < run_time / 2  # the event loop is free while the model runs
+        results = [f.result() for f in futures]
+    statuses = [s for s, _, _ in results]
+    # the first frame runs at once; of those sent while it runs, only the newest waits; the others are shed
+    assert statuses == [200, 503, 503, 503, 503, 200], statuses
+    assert all(latency < run_time / 2 for s, _, latency in results if s == 503)
+    assert results[-1][2] < 2 * run_time  # the newest frame waited for one run at most: no backlog
 
 
 def test_queue_answers_the_newest_frames_and_sheds_the_older_ones():
