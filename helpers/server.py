@@ -34,7 +34,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from helpers.inference import Predictor, PredictorError, centroids, colorize, isolate, overlay, resize_mask, to_rgb_array
+from helpers.inference import (Predictor, PredictorError, centroids, colorize, isolate, overlay, resize_mask,
+                               to_rgb_array)
 from helpers.labels import group_of
 from helpers.paths import stage_paths, trained_stages
 
@@ -231,6 +232,8 @@ def predict_image(predictor: Predictor, data: bytes, options: PredictOptions, ma
 
 @dataclass
 class _Job:
+    """A request's work, the future its handler awaits, and whether a newer frame may push it out."""
+
     fn: Callable[[], Any]
     future: asyncio.Future
     sheddable: bool
@@ -238,10 +241,9 @@ class _Job:
 
 
 class InferenceQueue:
-    """Runs jobs on one worker thread with at most `waiting` queued; a newer job pushes the oldest sheddable one out.
+    """Runs jobs on one worker thread with at most `waiting` queued; a newer job pushes the oldest sheddable one out."""
 
-    Only the event loop touches the queue, so it needs no lock."""
-
+    # only the event loop thread touches the queue (worker threads report back through call_soon_threadsafe): no lock
     def __init__(self, waiting: int = 1, workers: int = 1):
         if waiting < 1 or workers < 1:
             raise ValueError(f"waiting and workers must be at least 1; got {waiting}, {workers}")

@@ -336,7 +336,7 @@ def test_a_burst_of_frames_is_answered_or_shed_never_failed(server):
 @aliases
 def test_colours_change_whole_under_concurrent_frames(server):
     """A client flipping between two palettes while its frames are in flight: each overlay is all one or the other."""
-    palettes = [[(v, 10, 20, 255) for v in range(1, N_LABELS + 1)], [(v, 200, 100, 255) for v in range(1, N_LABELS + 1)]]
+    palettes = [[(v, green, 20, 255) for v in range(1, N_LABELS + 1)] for green in (10, 200)]
     bodies = [colors_body(list(range(N_LABELS)), p) for p in palettes]
     frame = frame_body(stripes(FRAME_CLASSES, 96, 54))
 
@@ -486,8 +486,9 @@ def test_page_shows_an_overlay_and_legend_for_an_upload(server, tmp_path):
         items = driver.find_elements(By.CSS_SELECTOR, "#legend li")
         assert sorted(li.text.split("\n")[0] for li in items) == sorted(LABELS.names[v - 1] for v in STRIPES[1:])
         assert "ms" in driver.find_element(By.ID, "time").text and not driver.find_element(By.ID, "error").text
+        # a pixel of row 20, above the text tags
         pixel = "const c = document.getElementById('overlay'); " \
-                "return Array.from(c.getContext('2d').getImageData(arguments[0], 20, 1, 1).data);"  # above the text tags
+                "return Array.from(c.getContext('2d').getImageData(arguments[0], 20, 1, 1).data);"
         assert driver.execute_script("return document.getElementById('overlay').width") == 420
         # the floor stripe (mask value 2) is blended half and half with its colour
         floor = np.array(driver.execute_script(pixel, 150)[:3])
