@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import io
+import os
 import sys
 import time
 from collections import OrderedDict, deque
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -484,6 +486,12 @@ def create_app(predictor: Predictor, cors_origins: list[str] | None = None, max_
     async def shed(request: Request, e: Shed) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=503)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, e: Exception) -> JSONResponse:
+        # a bug, not the request's fault: still JSON for the client; uvicorn logs the traceback
+        return JSONResponse({"detail": f"internal error ({e.__class__.__name__}); see the server's log."},
+                            status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _describe(list(e.errors()))}, status_code=422)
@@ -607,9 +615,10 @@ def memory_mb() -> float | None:
     """This process's resident memory in MiB (Linux), None where /proc is missing."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError, AttributeError):
         return None
-    return round(pages * 4096 / 2**20, 1)
+    return round(pages * page_size / 2**20, 1)
 
 
 # ---------------------------------------------------------------- command line
@@ -617,8 +626,6 @@ def memory_mb() -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, load the model and serve until Ctrl-C; 2 with a message when it cannot start."""
-    import uvicorn  # only the command line needs it; tests and other code build the app alone
-
     ap = argparse.ArgumentParser(prog="python -m helpers.server", description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, help=f"an exported .onnx (default: the largest trained stage in "
                                                f"{MODELS_DIR})")
