@@ -95,11 +95,12 @@ def precision_of(predictor: Predictor) -> str:
     return "int8" if "int8" in predictor.metadata.get("precision", "") else "fp32"
 
 
-def load_predictor(model: Path | None, precision: str | None, models_dir: Path = MODELS_DIR) -> Predictor:
+def load_predictor(model: Path | None, precision: str | None, models_dir: Path = MODELS_DIR,
+                   threads: int | None = None) -> Predictor:
     """The Predictor to serve: `model` as given, or the largest trained stage at `precision` (fp32 by default)."""
     path = model if model is not None else find_model(models_dir, precision or "fp32")
     try:
-        predictor = Predictor(path)
+        predictor = Predictor(path, threads=threads)
     except PredictorError as e:
         raise ServerError(str(e)) from None
     if precision is not None and precision_of(predictor) != precision:
@@ -243,13 +244,14 @@ class _Job:
 
 
 class InferenceQueue:
-    """Runs jobs on one worker thread with at most `waiting` queued; a newer job pushes the oldest sheddable one out."""
+    """Runs jobs on worker threads with at most `waiting` queued; a newer job pushes the oldest sheddable one out."""
 
     # only the event loop thread touches the queue (worker threads report back through call_soon_threadsafe): no lock
     def __init__(self, waiting: int = 1, workers: int = 1):
         if waiting < 1 or workers < 1:
             raise ValueError(f"waiting and workers must be at least 1; got {waiting}, {workers}")
         self.max_waiting = waiting
+        self.workers = workers
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
         self._idle = workers
         self._waiting: deque[_Job] = deque()
@@ -458,9 +460,9 @@ class BodyLimit:
 
 
 def create_app(predictor: Predictor, cors_origins: list[str] | None = None, max_pixels: int = MAX_PIXELS,
-               max_body_bytes: int = MAX_BODY_BYTES, waiting: int = 1) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, waiting: int = 1, workers: int = 1) -> FastAPI:
     """The FastAPI app serving `predictor`: Unity's routes, /predict, /health, /labels, /app and /docs."""
-    queue = InferenceQueue(waiting)
+    queue = InferenceQueue(waiting, workers)
     palettes = Palettes(rgba_palette(predictor.palette))
     n_labels = len(predictor.codes) - 1
 
@@ -565,7 +567,8 @@ def create_app(predictor: Predictor, cors_origins: list[str] | None = None, max_
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": predictor.path.name, "resolution": predictor.resolution,
                 "precision": precision_of(predictor), "provider": predictor.provider, "classes": len(predictor.codes),
-                "queue": {"waiting": queue.depth, "max_waiting": queue.max_waiting, **queue.counts},
+                "queue": {"workers": queue.workers, "waiting": queue.depth, "max_waiting": queue.max_waiting,
+                          **queue.counts},
                 "memory_mb": memory_mb()}
 
     @app.get("/labels", summary="The classes: 0-based label index, mask value, name, group and colour")
@@ -638,14 +641,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="let pages from this origin call the API (repeatable; none by default)")
     ap.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image accepted, in pixels")
     ap.add_argument("--max-body-mb", type=float, default=MAX_BODY_BYTES / 2**20, help="largest request body, MiB")
+    ap.add_argument("--threads", type=int, help="onnxruntime threads per run (default: one per core)")
+    ap.add_argument("--workers", type=int, default=1, help="frames processed at once (default 1; 2 can help on a GPU, "
+                                                           "where decoding the PNGs costs more than the model)")
     ap.add_argument("--access-log", action="store_true", help="log every request (20 a second per Unity client)")
     args = ap.parse_args(argv)
     try:
-        predictor = load_predictor(args.model, args.precision, args.models_dir)
+        predictor = load_predictor(args.model, args.precision, args.models_dir, args.threads)
     except ServerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    app = create_app(predictor, args.cors_origin, args.max_pixels, int(args.max_body_mb * 2**20))
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1; got {args.workers}", file=sys.stderr)
+        return 2
+    app = create_app(predictor, args.cors_origin, args.max_pixels, int(args.max_body_mb * 2**20), workers=args.workers)
     url = f"http://{args.host}:{args.port}"
     print(f"serving {predictor.path} ({predictor.resolution}x{predictor.resolution}, {precision_of(predictor)}, "
           f"{predictor.provider}) on {url}: try photos at {url}/app, API docs at {url}/docs", flush=True)

@@ -388,29 +388,34 @@ def test_a_slow_model_answers_the_newest_frame_sheds_the_rest_at_once_and_stays_
     assert results[-1][2] < 2 * run_time  # the newest frame waited for one run at most: no backlog
 
 
-def test_queue_answers_the_newest_frames_and_sheds_the_older_ones():
-    async def scenario() -> tuple[list, list]:
-        queue = InferenceQueue(waiting=1)
+def queue_outcomes(workers: int, sheddable: list[bool]) -> list:
+    """What becomes of jobs 0, 1, ... sent at once to a queue with one waiting place: their results or 'shed'."""
+    async def scenario() -> list:
+        queue = InferenceQueue(waiting=1, workers=workers)
 
-        def job(i: int):
+        def job(i: int) -> int:
             time.sleep(0.05)
             return i
 
-        async def frame(i: int, sheddable: bool = True):
+        async def one(i: int, can_shed: bool):
             try:
-                return (await queue.run(lambda: job(i), sheddable))[0]
+                return (await queue.run(lambda: job(i), can_shed))[0]
             except Shed:
                 return "shed"
 
-        frames = await asyncio.gather(*(frame(i) for i in range(5)))
-        # a waiting /predict job is never pushed out by frames; the frame is refused instead
-        mixed = await asyncio.gather(frame(0), frame(1, sheddable=False), frame(2))
-        queue.executor.shutdown()
-        return frames, mixed
+        try:
+            return await asyncio.gather(*(one(i, s) for i, s in enumerate(sheddable)))
+        finally:
+            queue.executor.shutdown()
 
-    frames, mixed = asyncio.run(scenario())
-    assert frames == [0, "shed", "shed", "shed", 4]
-    assert mixed == [0, 1, "shed"]
+    return asyncio.run(scenario())
+
+
+def test_queue_answers_the_newest_frames_and_sheds_the_older_ones():
+    assert queue_outcomes(1, [True] * 5) == [0, "shed", "shed", "shed", 4]
+    assert queue_outcomes(2, [True] * 5) == [0, 1, "shed", "shed", 4]  # two run at once, the newest other waits
+    # a waiting /predict job is never pushed out by frames: the newer frame is refused instead
+    assert queue_outcomes(1, [True, False, True]) == [0, 1, "shed"]
 
 
 def test_command_line_serves_the_largest_stage_and_fails_clearly(model_path, tmp_path):
