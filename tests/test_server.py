@@ -360,7 +360,7 @@ def test_a_slow_model_answers_the_newest_frame_sheds_the_rest_at_once_and_stays_
     predictor = Predictor(model_path, threads=1)
     model_run = predictor.run
 
-    run_time = 0.6  # a model much slower than the frames come
+    run_time = 0.9  # a model much slower than the frames come
 
     def slow_run(batch):
         time.sleep(run_time)
@@ -370,7 +370,7 @@ def test_a_slow_model_answers_the_newest_frame_sheds_the_rest_at_once_and_stays_
     body = frame_body(stripes(FRAME_CLASSES, 96, 54))
     with serving(create_app(predictor)) as port, ThreadPoolExecutor(8) as pool:
         def send(i: int) -> tuple[int, float, float]:
-            time.sleep(0.05 * i)  # frames 50 ms apart, not waiting for replies, as the scene sends them
+            time.sleep(0.1 * i)  # frames 100 ms apart, not waiting for replies, as the scene sends them
             t0 = time.perf_counter()
             status = call(port, "PUT", "/predict_image_text", body, {"Content-Type": "application/json"})[0]
             return status, t0, time.perf_counter() - t0
