@@ -1,4 +1,4 @@
-# The two commands of this repo. Both create .venv/ on first use and install requirements.txt.
+# The commands of this repo. Each creates .venv/ on first use and installs requirements.txt.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,8 +7,10 @@ DATA ?= Assets/Data~
 FROM ?= data
 # PUBLISH=1 copies the run's histories to results/ and its plots to readme_images/
 PUBLISH ?=
+# options of the live server, e.g. ARGS="--precision int8 --port 4300"
+ARGS ?=
 
-.PHONY: test demo setup clean-venv
+.PHONY: test demo serve setup clean-venv
 
 setup: $(VENV)/.installed
 
@@ -25,6 +27,9 @@ test: setup
 
 demo: setup
 	$(PY) -m helpers.demo --data "$(DATA)" --from $(FROM) $(if $(PUBLISH),--publish)
+
+serve: setup
+	$(PY) -m helpers.server $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
