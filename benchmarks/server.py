@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import ipaddress
 import io
+import ipaddress
 import json
 import re
 import socket
@@ -168,7 +168,9 @@ def summary(results: list[Result], seconds: float) -> dict:
     first = np.array([r.latency for r in ok if r.index < n / 3]) * 1000
     last = np.array([r.latency for r in ok if r.index >= 2 * n / 3]) * 1000
     server = np.array([r.server for r in ok if r.server is not None]) * 1000
-    pct = lambda a, q: round(float(np.percentile(a, q)), 1) if len(a) else None
+    def pct(a: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(a, q)), 1) if len(a) else None
+
     return {"frames": len(results), "answered_per_s": round(len(ok) / seconds, 2),
             "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": round(float(lat.max()), 1) if len(lat) else None,
             "p95_first_third_ms": pct(first, 95), "p95_last_third_ms": pct(last, 95),
@@ -196,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: no server at {args.url} ({e}); start one with `make serve`.", file=sys.stderr)
         return 1
-    colours = json.dumps({"mime": "mimey", "labels": [l["label"] for l in labels],
-                          "colors": [dict(zip("rgba", (*l["color"], 255))) for l in labels]},
+    colours = json.dumps({"mime": "mimey", "labels": [row["label"] for row in labels],
+                          "colors": [dict(zip("rgba", (*row["color"], 255))) for row in labels]},
                          separators=(",", ":")).encode()
     bodies = frames(args.data)
     print(f"{health['model']} ({health['resolution']}x{health['resolution']}, {health['precision']}, "
@@ -214,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{'p95 3rd/3':>10} {'2xx':>6} {'503':>6} {'other':>6} {'conn err':>8}")
     print(head)
     for name, row in [*((str(c.source or k), r) for k, (c, r) in enumerate(zip(clients, rows))), ("all", total)]:
-        cell = lambda v: "-" if v is None else f"{v}"
+        def cell(v: float | None) -> str:
+            return "-" if v is None else f"{v}"
+
         print(f"{name:>8} {row['answered_per_s']:>10} {cell(row['p50_ms']):>8} {cell(row['p95_ms']):>8} "
               f"{cell(row['max_ms']):>8} {cell(row['p95_first_third_ms']):>10} {cell(row['p95_last_third_ms']):>10} "
               f"{row['2xx']:>6} {row['503']:>6} {row['other']:>6} {row['connection_errors']:>8}")

@@ -36,8 +36,16 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from helpers.inference import (Predictor, PredictorError, centroids, colorize, isolate, overlay, resize_mask,
-                               to_rgb_array)
+from helpers.inference import (
+    Predictor,
+    PredictorError,
+    centroids,
+    colorize,
+    isolate,
+    overlay,
+    resize_mask,
+    to_rgb_array,
+)
 from helpers.labels import group_of
 from helpers.paths import stage_paths, trained_stages
 

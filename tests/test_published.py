@@ -1,4 +1,5 @@
 """What people read on GitHub: executed notebooks, and a README whose results are those of the committed run."""
+import json
 import re
 from pathlib import Path
 
@@ -6,7 +7,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers.results import results_table, stage_row
+from helpers.demo import CPU, CUDA, epochs
+from helpers.results import real_photos_table, results_table, stage_row
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["SegmentationLearner", "GoBig", "ONNX", "RealImagePred"]
@@ -43,3 +45,19 @@ def test_readme_results_match_the_committed_histories():
         assert "| " + " | ".join(row) + " |" in readme
         assert (REPO / "readme_images" / f"metrics_{res}.png").exists()
     assert len(list((REPO / "results").glob("*_history.csv"))) >= 3
+
+
+def test_readme_quotes_the_presets_as_the_code_defines_them():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    for preset in (CPU, CUDA):
+        said = f"{preset['images']:,} images at {preset['size']}, {epochs(preset)} epochs"
+        assert said in readme, said
+
+
+def test_readme_quotes_the_published_split_and_real_photo_scores():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    facts = json.loads((REPO / "results" / "run.json").read_text())
+    assert f"{facts['images']:,} generated images at {facts['size']}" in readme
+    assert f"{facts['train']} train, {facts['held_out']} held out" in readme
+    assert real_photos_table(REPO / "results") in (REPO / "README.md").read_text()
+    assert (REPO / "readme_images" / "real_photos.png").exists()

@@ -24,6 +24,10 @@ import pytest
 import torch
 import uvicorn
 from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from helpers.export import export_onnx
 from helpers.inference import Predictor
@@ -308,7 +312,7 @@ def test_health_labels_docs_and_page(server, model_path):
     assert health["model"] == model_path.name and health["resolution"] == RES and health["precision"] == "fp32"
     assert health["provider"] == "CPUExecutionProvider" and health["memory_mb"] > 0
     labels = json.loads(call(server, "GET", "/labels")[2])
-    assert [l["name"] for l in labels["labels"]] == list(LABELS.names) and labels["labels"][0]["label"] == 0
+    assert [row["name"] for row in labels["labels"]] == list(LABELS.names) and labels["labels"][0]["label"] == 0
     assert list(labels["groups"]) == ["building", "furniture", "items", "live"]
     status, kind, page = call(server, "GET", "/docs")
     assert status == 200 and b"swagger" in page.lower()
@@ -467,11 +471,6 @@ def find_chromium() -> tuple[str | None, str | None]:
 @pytest.mark.skipif(None in find_chromium(), reason="no chromium and chromium-driver installed "
                                                     "(apt-get install chromium chromium-driver; .ci/run does it)")
 def test_page_shows_an_overlay_and_legend_for_an_upload(server, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     browser, driver_path = find_chromium()
     photo = stripes(STRIPES, 420, 200, alpha=False)
     path = tmp_path / "room.png"
