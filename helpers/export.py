@@ -16,6 +16,7 @@ from torch import nn
 
 from helpers.files import atomic_save
 from helpers.labels import LabelTable
+from helpers.paths import int8_is_stale
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # imagenet_stats, as in training
 
@@ -126,12 +127,6 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.n
             prepared.unlink(missing_ok=True)
 
     return atomic_save(out_path, save)
-
-
-def int8_is_stale(onnx_path: str | Path, int8_path: str | Path) -> bool:
-    """Whether the int8 copy is missing or older than the fp32 model it was made from (retrained since)."""
-    int8_path = Path(int8_path)
-    return not int8_path.is_file() or int8_path.stat().st_mtime < Path(onnx_path).stat().st_mtime
 
 
 def ensure_int8(onnx_path: str | Path, int8_path: str | Path, calibration: np.ndarray) -> bool:

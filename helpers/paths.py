@@ -51,6 +51,12 @@ def stage_paths(models_dir: str | Path, save_name: str, res: int) -> dict[str, P
             "plot": Path(f"{base}_metrics.png")}
 
 
+def int8_is_stale(onnx_path: str | Path, int8_path: str | Path) -> bool:
+    """Whether the int8 copy is missing or older than the fp32 model it was made from (retrained since)."""
+    int8_path = Path(int8_path)
+    return not int8_path.is_file() or int8_path.stat().st_mtime < Path(onnx_path).stat().st_mtime
+
+
 def resolution_of(path: str | Path, save_name: str) -> int | None:
     """The resolution in a stage file's name (`{save_name}_{res}x...`), or None when it is not one of that model's."""
     m = re.match(rf"{re.escape(save_name)}_(\d+)x(?:_|\.)", Path(path).name)

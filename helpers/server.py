@@ -47,7 +47,7 @@ from helpers.inference import (
     to_rgb_array,
 )
 from helpers.labels import group_of
-from helpers.paths import stage_paths, trained_stages
+from helpers.paths import int8_is_stale, stage_paths, trained_stages
 
 SAVE_NAME = "unity_resnet34"
 MODELS_DIR = Path("Assets/Data~/models")
@@ -92,7 +92,7 @@ def find_model(models_dir: Path, precision: str, save_name: str = SAVE_NAME) -> 
     if not int8.is_file():
         raise ServerError(f"{int8} not found: the ONNX notebook makes it from {fp32.name} (run ONNX.ipynb, or "
                           "`make demo FROM=onnx`). Or serve the fp32 model with --precision fp32.")
-    if int8.stat().st_mtime < fp32.stat().st_mtime:
+    if int8_is_stale(fp32, int8):
         raise ServerError(f"{int8.name} is older than {fp32.name}, so it was quantized from an earlier training: "
                           "rerun ONNX.ipynb (or `make demo FROM=onnx`), or serve --precision fp32.")
     return int8
