@@ -53,7 +53,7 @@ def loopback_host(url: str) -> tuple[str, int]:
     except ValueError:
         ok = False
     if parts.scheme != "http" or not ok:
-        raise SystemExit(f"error: {url} is not an http:// URL on a loopback address (127.0.0.1, localhost, [::1]).")
+        raise ValueError(f"{url} is not an http:// URL on a loopback address (127.0.0.1, localhost, [::1])")
     return ("127.0.0.1" if host == "localhost" else host), parts.port or 80
 
 
@@ -130,7 +130,7 @@ def run_client(client: Client, bodies: list[bytes], colours: bytes, fps: float, 
     """Set the colours, then send frames on schedule without waiting; every frame's result."""
     status, reply, _ = client.request("PUT", "/set_label_colors", colours)
     if status != 200:
-        raise SystemExit(f"error: /set_label_colors answered {status}: {reply[:300]!r}")
+        raise RuntimeError(f"/set_label_colors answered {status}: {reply[:300]!r}")
     n = int(fps * seconds)
     results: list[Result | None] = [None] * n
 
@@ -190,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path("Assets/Data~"), help="screenshots to send, when there are")
     ap.add_argument("--timeout", type=float, default=30, help="seconds before a reply counts as a failure")
     args = ap.parse_args(argv)
-    host, port = loopback_host(args.url)
+    try:
+        host, port = loopback_host(args.url)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     probe = Client(0, host, port, args.timeout)
     try:
         health = json.loads(probe.request("GET", "/health")[1])
@@ -207,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} RGBA PNG frames of {np.mean([len(b) for b in bodies]) / 1e6:.2f} MB")
     clients = [Client(k, host, port, args.timeout) for k in range(args.clients)]
     start = time.perf_counter() + 0.5
-    with ThreadPoolExecutor(max_workers=args.clients) as pool:
-        per_client = list(pool.map(lambda c: run_client(c, bodies, colours, args.fps, args.seconds, start), clients))
+    try:
+        with ThreadPoolExecutor(max_workers=args.clients) as pool:
+            per_client = list(pool.map(lambda c: run_client(c, bodies, colours, args.fps, args.seconds, start),
+                                       clients))
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     after = json.loads(probe.request("GET", "/health")[1])
     rows = [summary(r, args.seconds) for r in per_client]
     total = summary([r for rs in per_client for r in rs], args.seconds)

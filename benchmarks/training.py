@@ -8,6 +8,7 @@ on a shared, noisy machine; absolute figures do not).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,14 +46,14 @@ def images_per_second(data: Path, size: int, batchsize: int, precision: str, bat
     training.set_precision(learn, precision)
     timer = StopAfter(warmup=2, batches=batches)
     if len(dls.train) < timer.warmup + batches:
-        raise SystemExit(f"{data} has too few training images for {timer.warmup + batches} batches of {batchsize}")
+        raise ValueError(f"{data} has too few training images for {timer.warmup + batches} batches of {batchsize}")
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-3, cbs=[timer])
     return batches * batchsize / timer.seconds
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print a table."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table; 2 when the dataset cannot be used."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--data", type=Path, help="dataset folder (default: 200 generated images in a temp folder)")
@@ -69,10 +70,15 @@ def main(argv: list[str] | None = None) -> None:
         header = "".join(f"{p + ' img/s':>12}" for p in precisions)
         print(f"{'size':>6} {header}" + ("   bf16/fp32" if len(precisions) > 1 else ""))
         for size in args.sizes:
-            rates = [images_per_second(data, size, args.batchsize, p, args.batches) for p in precisions]
+            try:
+                rates = [images_per_second(data, size, args.batchsize, p, args.batches) for p in precisions]
+            except ValueError as e:
+                print(f"error: {e}; pass a larger --data folder or fewer --batches", file=sys.stderr)
+                return 2
             ratio = f"{rates[1] / rates[0]:>11.2f}x" if len(rates) > 1 else ""
             print(f"{size:>6} " + "".join(f"{r:>12.1f}" for r in rates) + ratio, flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,8 +13,14 @@ from PIL import Image
 
 from helpers.export import export_onnx
 from helpers.labels import BEDROOM, parse_labels
-from helpers.photos import (IGNORE, LabelledSetError, layout_guess, pooled_iou, present_miou, read_labelled_set,
-                            structure_miou)
+from helpers.photos import (
+    LabelledSetError,
+    layout_guess,
+    pooled_iou,
+    present_miou,
+    read_labelled_set,
+    structure_miou,
+)
 from helpers.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]
