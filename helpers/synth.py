@@ -1,8 +1,9 @@
 """The room generator: renders random 3D bedrooms into a dataset in the Unity generator's exact format.
 
-    python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
-    python -m helpers.synth --benchmark
+python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
+python -m helpers.synth --benchmark
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,19 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from embreex import rtcore_scene
+from embreex.mesh_construction import TriangleMesh
 from PIL import Image
+from scipy import ndimage
+from tqdm.auto import tqdm
 
 from helpers.files import atomic_write_bytes
 from helpers.labels import BEDROOM, LabelTable, format_labels, parse_labels, read_labels
 from helpers.room import CHECKER, NOISE, STRIPES, RoomBuilder, Scene, build_room
+
+
+class GeneratorError(ValueError):
+    """A dataset the generator must not write into, with what to do instead."""
 
 
 def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -32,22 +41,24 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([right, np.cross(right, forward), forward])
 
 
-def place_camera(rng: np.random.Generator, room: RoomBuilder) -> tuple[np.ndarray, np.ndarray, float]:
-    """Eye, basis and vertical field of view, placed as the Unity scene does it.
+def place_camera(rng: np.random.Generator, room: RoomBuilder, aspect: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Eye, basis and vertical field of view of a person photographing the room.
 
-    The eye is on free floor at a person's height with a random delta, aimed at the room centre
-    with random yaw and pitch deltas."""
-    W, H, D = room.W, room.H, room.D
-    p = room.free_floor_point(0.35) or (W / 2, D / 2)
-    eye = np.array([p[0], rng.uniform(1.35, 1.8), p[1]])
-    centre = np.array([W / 2, rng.uniform(0.6, 1.2), D / 2])
-    to_centre = centre - eye
+    The eye stands on free floor, the farthest from the centre of a few tries (photos are taken from the
+    edges of a room, looking across it), at chest to eye height, turned towards the centre give or take,
+    level or looking slightly down; the horizontal field of view is that of phone and compact cameras."""
+    W, D = room.W, room.D
+    tries = [p for p in (room.free_floor_point(0.35) for _ in range(3)) if p is not None] or [(W / 2, D / 2)]
+    p = max(tries, key=lambda q: np.hypot(q[0] - W / 2, q[1] - D / 2))
+    eye = np.array([p[0], rng.uniform(1.1, 1.7), p[1]])
+    to_centre = np.array([W / 2, 0.0, D / 2]) - eye
     if np.hypot(to_centre[0], to_centre[2]) < 0.5:  # standing at the centre: any heading works
         to_centre[[0, 2]] = np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)
-    yaw = np.arctan2(to_centre[0], to_centre[2]) + rng.uniform(-0.45, 0.45)
-    pitch = np.arctan2(to_centre[1], np.hypot(to_centre[0], to_centre[2])) + rng.uniform(-0.15, 0.15)
+    yaw = np.arctan2(to_centre[0], to_centre[2]) + rng.uniform(-0.6, 0.6)
+    pitch = rng.uniform(-0.3, 0.15)
     forward = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
-    return eye, look_at(eye, eye + forward), float(np.radians(rng.uniform(50, 70)))
+    fov_x = np.radians(rng.uniform(55, 80))
+    return eye, look_at(eye, eye + forward), float(2 * np.arctan(np.tan(fov_x / 2) / aspect))
 
 
 def pattern(points: np.ndarray, mats: np.ndarray) -> np.ndarray:
@@ -55,18 +66,18 @@ def pattern(points: np.ndarray, mats: np.ndarray) -> np.ndarray:
     kind, freq, axis = mats[:, 6], mats[:, 7], mats[:, 8:11]
     along = (points * axis).sum(1) * freq
     stripes = 0.5 + 0.5 * np.sin(along + 0.6 * np.sin(points[:, 1] * freq * 0.37))
-    noise = 0.5 + 0.25 * (np.sin(points[:, 0] * freq * 1.3 + np.sin(points[:, 2] * freq)) +
-                          np.sin(points[:, 2] * freq * 0.9 + np.sin(points[:, 1] * freq * 1.1)))
+    noise = 0.5 + 0.25 * (
+        np.sin(points[:, 0] * freq * 1.3 + np.sin(points[:, 2] * freq))
+        + np.sin(points[:, 2] * freq * 0.9 + np.sin(points[:, 1] * freq * 1.1))
+    )
     checker = (np.floor(points * freq[:, None] * 0.5).sum(1) % 2).astype(np.float32)
     return np.select([kind == STRIPES, kind == NOISE, kind == CHECKER], [stripes, noise, checker], 0.0)
 
 
-def render(scene: Scene, eye: np.ndarray, basis: np.ndarray, fov_y: float, width: int, height: int,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    scene: Scene, eye: np.ndarray, basis: np.ndarray, fov_y: float, width: int, height: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast the scene: an RGB uint8 image and its exact index mask, one ray per pixel."""
-    from embreex import rtcore_scene
-    from embreex.mesh_construction import TriangleMesh
-
     triangles, face_class, face_material, materials = scene.arrays()
     embree = rtcore_scene.EmbreeScene()
     TriangleMesh(embree, triangles)
@@ -95,30 +106,54 @@ def render(scene: Scene, eye: np.ndarray, basis: np.ndarray, fov_y: float, width
     t = pattern(points, mats)[:, None]
     albedo = mats[:, 0:3] * (1 - t) + mats[:, 3:6] * t
 
-    light = np.full((len(points), 1), rng.uniform(0.15, 0.3), dtype=np.float32)
+    glow = mats[:, 11:12]
+    light = np.full((len(points), 1), rng.uniform(0.25, 0.6), dtype=np.float32) * (
+        0.85 + 0.15 * n[:, 1:2]
+    )  # bounce light
     start = (points + n * 2e-3).astype(np.float32)
     for pos, power in scene.lights:
         to_light = pos.astype(np.float32) - start
         d = np.linalg.norm(to_light, axis=1, keepdims=True)
         to_light /= d
         lambert = (n * to_light).sum(1, keepdims=True)
-        lit = np.flatnonzero(lambert[:, 0] > 0)
+        lit = np.flatnonzero((lambert[:, 0] > 0) & (glow[:, 0] == 0))
         visible = np.zeros(len(points), dtype=bool)
         visible[lit] = embree.run(start[lit], to_light[lit], query="OCCLUDED", dists=d[lit, 0] - 1e-3) == -1
         light += visible[:, None] * lambert * power * 3.0 / (1.0 + d * d)
-    colour = albedo * light
-    colour = np.where(missed[:, None], 0, colour)
-    srgb = np.clip(colour * rng.uniform(0.8, 1.2), 0, 1) ** (1 / 2.2)
-    srgb += rng.normal(0, 0.012, srgb.shape)  # sensor noise
-    image = np.clip(srgb * 255 + 0.5, 0, 255).astype(np.uint8).reshape(height, width, 3)
-    return image, mask.reshape(height, width)
+    colour = np.where(glow > 0, albedo * glow, albedo * light)
+    colour = np.where(missed[:, None], 0, colour).reshape(height, width, 3)
+    return photograph(colour, rng), mask.reshape(height, width)
+
+
+def photograph(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera's photo of linear scene colour: exposure, white balance, tone curve, vignetting, blur, noise, JPEG."""
+    height, width, _ = colour.shape
+    lum = colour.mean(2)
+    colour = colour * (rng.uniform(0.7, 1.0) / max(float(np.percentile(lum, 95)), 1e-3))  # auto-exposure
+    warm = rng.uniform(-0.06, 0.15)  # indoor photos are mostly warm
+    colour = colour * np.array([1 + warm, 1.0, 1 - warm], dtype=np.float32)
+    srgb = np.clip(colour, 0, 1) ** (1 / rng.uniform(2.0, 2.4))
+    srgb = srgb + rng.uniform(0.0, 0.15) * (srgb - srgb * srgb) * (2 * srgb - 1)  # a gentle S-curve
+    yy, xx = np.mgrid[0:height, 0:width]
+    r2 = ((xx / width - 0.5) ** 2 + (yy / height - 0.5) ** 2) / 0.5
+    srgb = srgb * (1 - rng.uniform(0, 0.35) * r2)[..., None]
+    sigma = rng.uniform(0, 1.2) * width / 960
+    if sigma > 0.3:
+        srgb = ndimage.gaussian_filter(srgb, sigma=(sigma, sigma, 0))
+    srgb = srgb + rng.normal(0, rng.uniform(0.004, 0.02), srgb.shape)
+    image = np.clip(srgb * 255 + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < 0.7:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=int(rng.integers(55, 95)))
+        image = np.array(Image.open(buf).convert("RGB"))
+    return image
 
 
 def render_sample(seed: int, index: int, width: int, height: int, labels: LabelTable) -> tuple[np.ndarray, np.ndarray]:
     """Image `index` of a dataset: a new random room and camera drawn from (seed, index) only."""
     rng = np.random.default_rng([seed, index])
     scene, room = build_room(rng, labels)
-    eye, basis, fov = place_camera(rng, room)
+    eye, basis, fov = place_camera(rng, room, width / height)
     return render(scene, eye, basis, fov, width, height, rng)
 
 
@@ -138,17 +173,18 @@ def write_sample(job: tuple[Path, int, int, int, int, LabelTable]) -> np.ndarray
     return np.bincount(mask.ravel(), minlength=labels.n_classes)
 
 
-def generate(out: Path, n: int, width: int, height: int, seed: int = 0, workers: int = 1,
-             start: int = 0, progress: bool = True) -> np.ndarray:
+def generate(
+    out: Path, n: int, width: int, height: int, seed: int = 0, workers: int = 1, start: int = 0, progress: bool = True
+) -> np.ndarray:
     """Write images start..start+n-1 and labels.csv into `out`; return per-class pixel counts."""
-    from tqdm.auto import tqdm
-
     labels = parse_labels(BEDROOM)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "labels.csv"
     if csv_path.exists() and read_labels(csv_path) != labels:
-        raise SystemExit(f"{csv_path} has other classes than the generator's bedroom scene; "
-                         "write to an empty folder instead of mixing two datasets.")
+        raise GeneratorError(
+            f"{csv_path} has other classes than the generator's bedroom scene; "
+            "write to an empty folder instead of mixing two datasets."
+        )
     if not csv_path.exists():
         atomic_write_bytes(csv_path, format_labels(labels).encode())
     jobs = [(out, seed, i, width, height, labels) for i in range(start, start + n)]
@@ -196,8 +232,10 @@ def benchmark(width: int, height: int, workers: int, n: int) -> None:
         t0 = time.perf_counter()
         generate(Path(tmp), n, width, height, seed=1, workers=workers, progress=False)
         seconds = time.perf_counter() - t0
-    peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    peak_mb = (
+        max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        / 1024
+    )
     print(f"rendered {n} images at {width}x{height} with {workers} worker(s) in {seconds:.1f} s")
     print(f"images/s: {n / seconds:.2f}")
     print(f"peak memory of one process: {peak_mb:.0f} MB")
@@ -232,11 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     existing = list((args.out / "screenshots").glob("*.png")) if (args.out / "screenshots").is_dir() else []
     clash = {f"{i}.png" for i in range(args.start, args.start + args.n)} & {p.name for p in existing}
     if clash:
-        print(f"error: {args.out / 'screenshots'} already holds {len(clash)} of the images to write "
-              f"(e.g. {sorted(clash)[0]}); use an empty folder, or --start {args.start + len(existing)} "
-              "to add images after the existing ones.", file=sys.stderr)
+        print(
+            f"error: {args.out / 'screenshots'} already holds {len(clash)} of the images to write "
+            f"(e.g. {sorted(clash)[0]}); use an empty folder, or --start {args.start + len(existing)} "
+            "to add images after the existing ones.",
+            file=sys.stderr,
+        )
         return 2
-    counts = generate(args.out, args.n, width, height, args.seed, max(1, args.workers), args.start)
+    try:
+        counts = generate(args.out, args.n, width, height, args.seed, max(1, args.workers), args.start)
+    except GeneratorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     labels = parse_labels(BEDROOM)
     print(f"wrote {args.n} images to {args.out}")
     print(frequency_report(counts, labels))

@@ -4,10 +4,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from helpers.labels import BEDROOM
-from helpers.synth import generate, main
+from helpers.labels import BEDROOM, parse_labels
+from helpers.room import MATERIAL_FIELDS, PRESENCE, build_room
+from helpers.synth import GeneratorError, generate, main, photograph, place_camera
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +49,8 @@ def test_any_worker_count_gives_the_same_bytes(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "helpers.synth", *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "helpers.synth", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO)
 
 
 def test_bad_arguments_are_clear(tmp_path):
@@ -67,3 +70,46 @@ def test_existing_images_are_never_overwritten(tmp_path):
     r = run_cli("--out", tmp_path, "--n", "2", "--size", "32x24")
     assert r.returncode == 2 and "--start 2" in r.stderr
     assert (tmp_path / "screenshots" / "0.png").read_bytes() == before
+
+
+def test_another_datasets_folder_is_refused_with_an_exception_and_exit_code_2(tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text(BEDROOM.replace("building_wall", "building_walls"))
+    with pytest.raises(GeneratorError, match="other classes"):
+        generate(tmp_path, 1, 32, 24, progress=False)
+    assert main(["--out", str(tmp_path), "--n", "1", "--size", "32x24", "--workers", "1"]) == 2
+    assert "write to an empty folder" in capsys.readouterr().err
+    assert not (tmp_path / "screenshots").exists()
+
+
+def test_classes_appear_as_often_as_in_real_bedrooms():
+    labels = parse_labels(BEDROOM)
+    rooms = [build_room(np.random.default_rng([4, i]), labels)[0] for i in range(60)]
+    share = {name: np.mean([value in np.concatenate(s.face_class) for s in rooms])
+             for value, name in enumerate(labels.codes)}
+    assert share["building_wall"] == share["building_floor"] == share["building_ceiling"] == 1
+    assert share["furniture_doubleBed"] >= 0.75  # a bed in most rooms, placed first so it finds space
+    assert share["live_dog"] <= 0.35 and share["items_tv"] <= 0.7  # not in every room any more
+    assert sum(0 < share[name] < 1 for name in PRESENCE) >= len(PRESENCE) - 2
+
+
+def test_windows_glow_and_lamps_light_the_room():
+    scene = build_room(np.random.default_rng([4, 2]), parse_labels(BEDROOM))[0]
+    glow = np.stack(scene.materials)[:, MATERIAL_FIELDS - 1]
+    windows = [build_room(np.random.default_rng([4, i]), parse_labels(BEDROOM))[0] for i in range(10)]
+    assert any((np.stack(s.materials)[:, -1] > 1.4).any() for s in windows)  # daylight panes
+    assert glow.min() == 0 and len(scene.lights) >= 1
+
+
+def test_camera_field_of_view_follows_the_photo_shape():
+    room = build_room(np.random.default_rng(1), parse_labels(BEDROOM))[1]
+    fovs = {aspect: place_camera(np.random.default_rng(7), room, aspect)[2] for aspect in (16 / 9, 4 / 3)}
+    # the same horizontal field of view: a narrower frame sees more vertically
+    assert np.tan(fovs[16 / 9] / 2) * 16 / 9 == pytest.approx(np.tan(fovs[4 / 3] / 2) * 4 / 3)
+    assert np.radians(55) <= 2 * np.arctan(np.tan(fovs[4 / 3] / 2) * 4 / 3) <= np.radians(80)
+
+
+def test_the_photo_step_keeps_size_and_is_reproducible():
+    colour = np.random.default_rng(0).uniform(0, 2, (40, 60, 3)).astype(np.float32)
+    a, b = (photograph(colour, np.random.default_rng(3)) for _ in range(2))
+    assert a.shape == (40, 60, 3) and a.dtype == np.uint8 and (a == b).all()
+    assert 60 < a.mean() < 230  # auto-exposure: neither black nor blown out
