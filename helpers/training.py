@@ -17,10 +17,13 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat, DiceLoss
 from fastai.metrics import DiceMulti, JaccardCoeffMulti, foreground_acc
 from fastai.vision.all import (
+    Hue,
     ImageBlock,
     MaskBlock,
+    RandomResizedCrop,
     Resize,
     ResizeMethod,
+    Saturation,
     aug_transforms,
     imagenet_stats,
     resnet34,
@@ -36,9 +39,19 @@ from helpers.paths import in_validation, label_of, screenshots, stage_paths
 
 
 def batch_augmentations() -> list:
-    """Augmentations applied per batch: flips, small rotations, zoom, warp and lighting, never upside down."""
-    return aug_transforms(do_flip=True, flip_vert=False, max_rotate=5.0, max_zoom=1.1, max_lighting=0.2,
-                          max_warp=0.1, p_lighting=0.75)
+    """Augmentations applied per batch: flips, small rotations, zoom, warp, lighting, saturation and hue, never upside
+    down; colour shifts so the model leans on shape and context rather than on the generator's palette."""
+    return [*aug_transforms(do_flip=True, flip_vert=False, max_rotate=5.0, max_zoom=1.1, max_lighting=0.2,
+                            max_warp=0.1, p_lighting=0.75),
+            Saturation(max_lighting=0.35, p=0.75), Hue(max_hue=0.06, p=0.5)]
+
+
+def item_transform(image_size: int, augment: bool = True):
+    """Each image to a square: in training a random crop of photo shape (1:1 to 16:9, at least a third of the
+    screenshot) squished, as photos of any aspect are squished at inference; in validation the whole screenshot."""
+    if not augment:
+        return Resize(image_size, method=ResizeMethod.Squish)
+    return RandomResizedCrop(image_size, min_scale=0.35, ratio=(1.0, 16 / 9), val_xtra=0.0)
 
 
 def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, labels: LabelTable,
@@ -51,7 +64,7 @@ def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, lab
         get_items=screenshots,
         get_y=label_of,
         splitter=FuncSplitter(in_validation),
-        item_tfms=Resize(image_size, method=ResizeMethod.Squish),
+        item_tfms=item_transform(image_size, augment),
         batch_tfms=[*(batch_augmentations() if augment else []), Normalize.from_stats(*imagenet_stats)],
     )
     if num_workers is None:

@@ -2,8 +2,10 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from fastai.vision.all import PILImage, PILMask
 
 from helpers import training
 from helpers.labels import LabelTable, read_labels, write_labels
@@ -159,3 +161,23 @@ def test_cross_entropy_dice_loss():
     assert per_image.shape == (2,) and (per_image > 0).all()
     with pytest.raises(ValueError, match="use one of 'ce', 'ce\\+dice'"):
         training.make_loss("focal")
+
+
+def test_training_crops_photo_shapes_and_validation_squishes_the_whole_screenshot(tiny_dataset):
+    image = PILImage.create(screenshots(tiny_dataset)[0])
+    mask = PILMask.create(tiny_dataset / "labels" / "0.png")
+    crop = training.item_transform(32)
+    squish = training.item_transform(32, augment=False)
+    for split_idx in (0, 1):
+        x, y = crop((image, mask), split_idx=split_idx)
+        assert x.size == y.size == (32, 32)
+    ratios = set()
+    for _ in range(20):
+        crop.before_call((image, mask), split_idx=0)
+        ratios.add(round(crop.cp_size[0] / crop.cp_size[1], 1))
+        assert 0.9 <= crop.cp_size[0] / crop.cp_size[1] <= 16 / 9 + 0.05
+    assert len(ratios) > 3  # photo shapes from square to 16:9, not one fixed crop
+    valid = crop((image, mask), split_idx=1)
+    plain = squish((image, mask), split_idx=1)
+    assert np.array_equal(np.array(valid[1]), np.array(plain[1]))  # the held-out masks are the whole screenshot
+    assert np.abs(np.array(valid[0]).astype(int) - np.array(plain[0])).mean() < 2
