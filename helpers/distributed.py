@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import multiprocessing
 import os
 import socket
 import sys
@@ -204,6 +205,10 @@ def free_port() -> int:
 
 
 def _spawned(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+    # a spawned process inherits "spawn" as its start method: its DataLoader workers would re-import everything each
+    # epoch; fork them, as in a process started the usual way on Linux
+    if "fork" in multiprocessing.get_all_start_methods():
+        multiprocessing.set_start_method("fork", force=True)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     fn(*args)
@@ -241,19 +246,24 @@ def _temporary(folder: Path, suffix: str) -> Iterator[Path]:
 
 
 def fit_in_processes(learn: Learner, stage: TrainingStage, n_processes: int) -> Learner:
-    """The notebook's training cell on n_processes GPUs: train `stage` data-parallel in fresh processes and load
-    the result into the notebook's `learn`, whose history then waits for `training.keep_history` as after a fit.
+    """Train `stage` data-parallel in n_processes fresh processes (one GPU each, or CPU processes without CUDA) and
+    load the result into `learn`, whose history then waits for `training.keep_history` as after `learn.fit`.
 
-    The notebook's next cells save, check and plot as after a one-GPU run, so every file is written once."""
-    if n_processes > torch.cuda.device_count():
-        raise ValueError(f"n_gpus = {n_processes} but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                         "set n_gpus to at most that (1 trains in the notebook's own process).")
+    The caller saves, checks and plots as after a one-process fit, so every file is written once."""
     models_dir = stage.data_path / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     with _temporary(models_dir, f".{stage.save_name}_{stage.res}x.handover.pth") as handover:
         launch(_train_and_hand_over, (stage, handover), n_processes)
         training.load_weights(learn, handover)
     return learn
+
+
+def fit_on_gpus(learn: Learner, stage: TrainingStage, n_gpus: int) -> Learner:
+    """The notebooks' training cell when n_gpus > 1: `fit_in_processes` with one process per GPU of this machine."""
+    if n_gpus > torch.cuda.device_count():
+        raise ValueError(f"n_gpus = {n_gpus} but this machine has {torch.cuda.device_count()} CUDA GPU(s): set "
+                         "n_gpus to at most that (1 trains in the notebook's own process).")
+    return fit_in_processes(learn, stage, n_gpus)
 
 
 def parse_lr(text: str) -> float | slice:

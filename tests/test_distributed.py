@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,3 +148,20 @@ def test_the_command_line_trains_with_the_notebooks_parameters(tmp_path, capsys)
     assert "'fast' is not a learning rate" in capsys.readouterr().err
     assert distributed.main(["--stage", "64", "--data", str(tmp_path)]) == 2
     assert "holds no labels.csv" in capsys.readouterr().err
+
+
+def test_the_notebook_path_hands_the_trained_weights_to_the_kernel(ddp_dataset, tmp_path):
+    data = tmp_path / "Data~"
+    shutil.copytree(ddp_dataset, data, ignore=shutil.ignore_patterns("models"))
+    stage = replace(distributed.default_stage(64), data_path=data, epochs=1, batchsize=4, lr=1e-3, precision="fp32")
+    labels = read_labels(data)
+    learn = training.make_learner(training.segmentation_dls(data, 64, 4, labels, num_workers=0), labels)
+    untrained = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    distributed.fit_in_processes(learn, stage, 2)  # what the notebooks' training cell runs with n_gpus = 2
+    assert any(not torch.equal(v, untrained[k]) for k, v in learn.model.state_dict().items())
+    # the processes wrote only the history, which the notebook's next line keeps; the notebook saves the rest once
+    paths = stage_paths(data / "models", "unity_resnet34", 64)
+    assert sorted(p.name for p in (data / "models").iterdir()) == [paths["history"].name + ".part"]
+    assert len(training.keep_history(data / "models", "unity_resnet34", 64)) == 1
+    with pytest.raises(ValueError, match="n_gpus = 2 but this machine has 0 CUDA GPU"):
+        distributed.fit_on_gpus(learn, stage, 2)
