@@ -18,7 +18,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -107,8 +107,9 @@ def _broadcast_on_cpu(self: DistributedDL, t: list, rank: int) -> list:
 
 def init_process_group() -> bool:
     """Join the process group that torchrun (or `launch`) described in the environment; False when run alone."""
-    if num_distrib() <= 1 or dist.is_initialized():
-        return dist.is_initialized()
+    # WORLD_SIZE=1 (torchrun --nproc_per_node 1) still makes fastai's distrib_ctx wrap the learner: join a group of one
+    if num_distrib() == 0 or dist.is_initialized():
+        return False
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl")
@@ -139,6 +140,15 @@ def revert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def data_parallel(learn: Learner) -> AbstractContextManager:
+    """fastai's distrib_ctx for this machine: DDP with SyncBatchNorm on GPUs, DDP over gloo on the CPU."""
+    if torch.cuda.is_available():
+        return learn.distrib_ctx(sync_bn=True)
+    # SyncBatchNorm refuses CPU tensors in training, so on the CPU each rank keeps its own batch statistics (DDP
+    # still broadcasts rank 0's); and accelerate only treats CPU processes as distributed when told cpu=True
+    return learn.distrib_ctx(sync_bn=False, cpu=True)
+
+
 def train(stage: TrainingStage, cbs: list[Callback] | None = None) -> Learner:
     """Train one stage in this process: alone, or as one rank of a process group; return the trained learner.
 
@@ -161,10 +171,7 @@ def train(stage: TrainingStage, cbs: list[Callback] | None = None) -> Learner:
               f"{max(num_distrib(), 1)} process(es) of batch size {stage.batchsize}, training with {described}")
         print("validation files:", fingerprint(dls.valid_ds.items), flush=True)
     logger = [training.history_logger(stage.data_path / "models", stage.save_name, stage.res)] if rank == 0 else []
-    cuda = torch.cuda.is_available()
-    # On the CPU (gloo): SyncBatchNorm refuses CPU tensors in training, so each rank keeps its own batch statistics;
-    # and accelerate only treats CPU processes as distributed when told cpu=True.
-    with learn.distrib_ctx(sync_bn=cuda, **({} if cuda else {"cpu": True})):
+    with data_parallel(learn):
         learn.fit_one_cycle(stage.epochs, stage.lr, cbs=[*logger, *(cbs or [])])
     learn.model = revert_sync_batchnorm(learn.model)
     return learn
