@@ -1,14 +1,18 @@
 """Training throughput through the fastai Learner, fp32 against the CPU bf16 path, in one run.
 
-    python -m benchmarks.training [--sizes 64 128] [--data DIR] [--batches 6]
+    python -m benchmarks.training [--sizes 64 128] [--data DIR] [--batches 6] [--processes 1 2]
 
 Prints images/s per resolution and precision and the bf16/fp32 ratio, then what the whole fit loop (loading,
 augmenting, callbacks) achieves against the bare training step on one prepared batch: the share of time the
 data pipeline costs. Ratios measured in one run hold on a shared, noisy machine; absolute figures do not.
+Last, one line for data-parallel training of the first
+size in 1 and 2 processes (helpers/distributed.py; GPUs when there are, else CPU processes over gloo, where it
+shows that the path works rather than a speed-up: the processes share the same cores).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -16,9 +20,11 @@ from pathlib import Path
 
 import torch
 from fastai.callback.core import Callback, CancelFitException
+from fastai.torch_core import num_distrib, rank_distrib
 
-from helpers import training
+from helpers import distributed, training
 from helpers.labels import read_labels
+from helpers.paths import training_files
 from helpers.synth import generate
 
 
@@ -81,6 +87,33 @@ def raw_step_images_per_second(data: Path, size: int, batchsize: int, precision:
     return batches * batchsize / (time.perf_counter() - start)
 
 
+def _data_parallel_rate(data: Path, size: int, batchsize: int, batches: int, out: Path) -> None:
+    joined = distributed.init_process_group()
+    try:
+        labels = read_labels(data)
+        learn = training.make_learner(training.segmentation_dls(data, size, batchsize, labels, num_workers=0), labels)
+        training.set_precision(learn, "fp32")
+        timer = StopAfter(warmup=1, batches=batches)
+        with learn.no_bar(), learn.no_logging(), distributed.data_parallel(learn):
+            learn.fit(1, 1e-3, cbs=[timer])
+        if rank_distrib() == 0:
+            out.write_text(str(max(num_distrib(), 1) * batches * batchsize / timer.seconds))
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def data_parallel_images_per_second(data: Path, size: int, batchsize: int, batches: int, processes: int) -> float:
+    """Training images per second, all processes together, of `processes` data-parallel ranks (batchsize each)."""
+    if len(training_files(data)) // processes // batchsize < 1 + batches:
+        raise ValueError(f"{data} has too few training images for {1 + batches} batches of {batchsize} in each of "
+                         f"{processes} processes")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rate"
+        distributed.launch(_data_parallel_rate, (data, size, batchsize, batches, out), processes)
+        return float(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table; 2 when the dataset cannot be used."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
@@ -88,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="dataset folder (default: 200 generated images in a temp folder)")
     ap.add_argument("--batches", type=int, default=6, help="timed batches per configuration")
     ap.add_argument("--batchsize", type=int, default=16)
+    ap.add_argument("--processes", type=int, nargs="*", default=[1, 2],
+                    help="data-parallel process counts to compare (none: skip that line)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -113,6 +148,21 @@ def main(argv: list[str] | None = None) -> int:
             fit = images_per_second(data, size, args.batchsize, precision, args.batches)
             bare = raw_step_images_per_second(data, size, args.batchsize, precision, args.batches)
             print(f"{size:>6} {fit:>10.1f} {bare:>10.1f} {fit / bare:>8.2f}x", flush=True)
+        if args.processes:
+            where = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else \
+                f"the CPU over gloo ({os.cpu_count()} cores shared by all processes: correctness, not speed-up)"
+            batches = 3
+            try:
+                rates = [data_parallel_images_per_second(data, args.sizes[0], args.batchsize, batches, n)
+                         for n in args.processes]
+            except ValueError as e:
+                print(f"error: {e}; pass a larger --data folder or a smaller --batchsize", file=sys.stderr)
+                return 2
+            print(f"data-parallel {args.sizes[0]}x{args.sizes[0]} fp32, batch size {args.batchsize} per process, "
+                  f"{batches} timed batches, on {where}:")
+            print("  " + ", ".join(f"{n} process{'es' if n > 1 else ''} {r:.1f} img/s"
+                                   for n, r in zip(args.processes, rates))
+                  + (f" ({rates[-1] / rates[0]:.2f}x)" if len(rates) > 1 else ""), flush=True)
     return 0
 
 

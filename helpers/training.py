@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastai import metrics
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastai.data.block import DataBlock
 from fastai.data.transforms import FuncSplitter, Normalize
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat, DiceLoss
-from fastai.metrics import DiceMulti, JaccardCoeffMulti, foreground_acc
+from fastai.metrics import foreground_acc
+from fastai.torch_core import flatten_check
 from fastai.vision.all import (
     Hue,
     ImageBlock,
@@ -162,10 +164,35 @@ def make_loss(loss: str = "ce+dice"):
     return CrossEntropyDiceLoss() if loss == "ce+dice" else CrossEntropyLossFlat(axis=1)
 
 
+class DiceMulti(metrics.DiceMulti):
+    """fastai's DiceMulti, counted over every rank's predictions when training is distributed.
+
+    fastai's own counts only its rank's share of the validation set; this one gathers predictions and targets
+    through `learn.to_detach`, as fastai's AccumMetric does, which also drops the samples DDP repeats as padding."""
+
+    def accumulate(self, learn):
+        n = learn.pred.shape[self.axis]
+        pred, targ = flatten_check(*learn.to_detach((learn.pred.argmax(dim=self.axis), learn.y)))
+        inter = torch.bincount(targ[pred == targ], minlength=n).tolist()
+        union = (torch.bincount(pred, minlength=n) + torch.bincount(targ, minlength=n)).tolist()
+        for c in range(n):
+            self.inter[c] = self.inter.get(c, 0.0) + inter[c]
+            self.union[c] = self.union.get(c, 0.0) + union[c]
+
+
+class JaccardCoeffMulti(DiceMulti, metrics.JaccardCoeffMulti):
+    """fastai's JaccardCoeffMulti (mean IoU), counted over every rank like `DiceMulti`."""
+
+
 def make_learner(dls, labels: LabelTable, arch=resnet34, use_transfer: bool = False, loss: str = "ce+dice") -> Learner:
     """A U-Net with one output per class (void included), the given loss and the segmentation metrics."""
     return unet_learner(dls, arch, pretrained=use_transfer, n_out=labels.n_classes, loss_func=make_loss(loss),
                         metrics=[foreground_acc, DiceMulti(), JaccardCoeffMulti()])
+
+
+def scaled_batchsize(small_batchsize: int, res: int) -> int:
+    """GoBig's batch size when none is given: the 64x64 batch size scaled down with resolution."""
+    return max(1, small_batchsize * 64 // res)
 
 
 def history_logger(models_dir: str | Path, save_name: str, res: int) -> CSVLogger:
