@@ -5,9 +5,9 @@
 Prints images/s per resolution and precision and the bf16/fp32 ratio, then what the whole fit loop (loading,
 augmenting, callbacks) achieves against the bare training step on one prepared batch: the share of time the
 data pipeline costs. Ratios measured in one run hold on a shared, noisy machine; absolute figures do not.
-Last, one line for data-parallel training of the first
-size in 1 and 2 processes (helpers/distributed.py; GPUs when there are, else CPU processes over gloo, where it
-shows that the path works rather than a speed-up: the processes share the same cores).
+Last, one line for data-parallel training of the first size in 1 and 2 processes (helpers/distributed.py; GPUs
+when there are, else CPU processes over gloo, where it shows that the path works rather than a speed-up: the
+processes share the same cores).
 """
 from __future__ import annotations
 
