@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 import papermill as pm
 import torch
 
@@ -106,7 +106,11 @@ def run_notebook(stage: Stage, into: Path) -> Path:
     executed = runs / (stage.keep_copy or stage.notebook)
     pm.execute_notebook(str(REPO / stage.notebook), str(executed), parameters=stage.params, cwd=str(REPO),
                         kernel_name="python3", progress_bar=sys.stdout.isatty())
-    shutil.copyfile(executed, into / f".{stage.notebook}.part")
+    nb = nbformat.read(executed, as_version=4)
+    if "papermill" in nb.metadata:  # papermill records absolute paths: no one's folders on GitHub
+        nb.metadata.papermill["input_path"] = stage.notebook
+        nb.metadata.papermill["output_path"] = str(executed.relative_to(into))
+    nbformat.write(nb, into / f".{stage.notebook}.part")
     (into / f".{stage.notebook}.part").replace(into / stage.notebook)
     return executed
 

@@ -97,6 +97,9 @@ def test_demo_keeps_every_step_and_the_repo_notebooks_untouched(chain):
         "GoBig_128_to_256.ipynb", "GoBig_64_to_128.ipynb", "ONNX.ipynb", "RealImagePred.ipynb",
         "SegmentationLearner.ipynb"]
     assert not list(chain["root"].glob(".*.part"))
+    for name in ("SegmentationLearner", "GoBig", "ONNX", "RealImagePred"):  # no machine's folders in what is committed
+        recorded = nbformat.read(chain["root"] / f"{name}.ipynb", as_version=4).metadata.papermill
+        assert recorded["input_path"] == f"{name}.ipynb" and not Path(recorded["output_path"]).is_absolute()
 
 
 def test_demo_failure_says_how_to_resume(tmp_path, capsys):
