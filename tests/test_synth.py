@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers.labels import BEDROOM, parse_labels
 from helpers.room import MATERIAL_FIELDS, PRESENCE, build_room
-from helpers.synth import GeneratorError, generate, main, photograph, place_camera
+from helpers.synth import GeneratorError, generate, look_at, main, photograph, place_camera, render, render_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,3 +113,20 @@ def test_the_photo_step_keeps_size_and_is_reproducible():
     a, b = (photograph(colour, np.random.default_rng(3)) for _ in range(2))
     assert a.shape == (40, 60, 3) and a.dtype == np.uint8 and (a == b).all()
     assert 60 < a.mean() < 230  # auto-exposure: neither black nor blown out
+
+
+def test_masks_stay_exact_under_the_photo_processing():
+    labels = parse_labels(BEDROOM)
+    rng = np.random.default_rng([6, 1])
+    scene, room = build_room(rng, labels)
+    in_scene = set(np.concatenate(scene.face_class).tolist()) | {0}
+    x, z = next(p for p in iter(lambda: room.free_floor_point(0.5), None)
+                if np.hypot(p[0] - room.W / 2, p[1] - room.D / 2) > 0.5)  # clear of furniture and the ceiling lamp
+    eye = np.array([x, 2.3, z])
+    fov = np.radians(20)
+    up = render(scene, eye, look_at(eye, eye + [0, 1, 1e-3]), fov, 48, 32, np.random.default_rng(0))[1]
+    down = render(scene, eye, look_at(eye, eye + [0, -1, 1e-3]), fov, 48, 32, np.random.default_rng(0))[1]
+    assert up[16, 24] == labels.codes.index("building_ceiling")
+    assert down[16, 24] in {labels.codes.index(n) for n in ("building_floor", "furniture_rug")}
+    _, mask = render_sample(6, 1, 96, 64, labels)
+    assert set(np.unique(mask).tolist()) <= in_scene  # blur and JPEG touch the image only: no blended mask values
