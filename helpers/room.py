@@ -171,7 +171,8 @@ def _merge(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 # Furniture models, built facing +z with the back at z = -depth/2 and the floor at y = 0.
-# Each returns (mesh, width, depth, top height or None when nothing can stand on it).
+# Each returns (mesh, width, depth, top height or None when nothing can stand on it); the bed returns its frame and
+# its bedding apart, so they get different materials.
 def model_bed(rng: np.random.Generator) -> tuple[trimesh.Trimesh, trimesh.Trimesh, float, float]:
     """A single or double bed: (frame with headboard, bedding: duvet and pillows, width, depth)."""
     w, d = rng.uniform(0.9, 1.9), rng.uniform(1.9, 2.15)
@@ -427,7 +428,7 @@ class RoomBuilder:
                 continue
             x, z, yaw = self.wall_pose(wall, s, 0.02 + d / 2)
             for mesh, mat in parts:
-                self.add(mesh.copy().apply_transform(_at(x, 0, z, yaw)), name, mat)
+                self.add(mesh.apply_transform(_at(x, 0, z, yaw)), name, mat)
             self.scene.footprints.append(fp)
             self.wall_spans.append((wall, s - w / 2, s + w / 2, 0.0, h))
             if top is not None:
@@ -487,14 +488,12 @@ class RoomBuilder:
                 1.8,
                 top,
             )
-        for _ in range(
-            int(rng.integers(0, 3))
-        ):  # unlabelled furniture: a desk, a wardrobe (tables and chairs are not classes)
+        # unlabelled furniture: a desk, a wardrobe (tables and chairs are not classes)
+        for _ in range(int(rng.integers(0, 3))):
             w, d, h = rng.uniform(0.6, 1.6), rng.uniform(0.4, 0.7), rng.uniform(0.7, 2.1)
             self.against_wall([(box((w, h, d), (0, h / 2, 0)), wood())], "void", w, d, h, h if h < 1.0 else None)
-        if present(
-            rng, "furniture_rug"
-        ):  # it lies flat in the open floor; furniture may stand on its edge, as in real rooms
+        # the rug lies flat in the open floor; furniture may stand on its edge, as in real rooms
+        if present(rng, "furniture_rug"):
             rw, rd = rng.uniform(1.2, 2.2), rng.uniform(0.8, 1.6)
             cx = rng.uniform(rw / 2 + 0.3, max(rw / 2 + 0.31, self.W - rw / 2 - 0.3))
             cz = rng.uniform(rd / 2 + 0.3, max(rd / 2 + 0.31, self.D - rd / 2 - 0.3))

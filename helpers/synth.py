@@ -1,7 +1,7 @@
 """The room generator: renders random 3D bedrooms into a dataset in the Unity generator's exact format.
 
-python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
-python -m helpers.synth --benchmark
+    python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
+    python -m helpers.synth --benchmark
 """
 
 from __future__ import annotations
@@ -107,9 +107,8 @@ def render(
     albedo = mats[:, 0:3] * (1 - t) + mats[:, 3:6] * t
 
     glow = mats[:, 11:12]
-    light = np.full((len(points), 1), rng.uniform(0.25, 0.6), dtype=np.float32) * (
-        0.85 + 0.15 * n[:, 1:2]
-    )  # bounce light
+    # bounce light, a little stronger on surfaces facing up
+    light = np.full((len(points), 1), rng.uniform(0.25, 0.6), dtype=np.float32) * (0.85 + 0.15 * n[:, 1:2])
     start = (points + n * 2e-3).astype(np.float32)
     for pos, power in scene.lights:
         to_light = pos.astype(np.float32) - start
@@ -134,7 +133,7 @@ def photograph(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     colour = colour * np.array([1 + warm, 1.0, 1 - warm], dtype=np.float32)
     srgb = np.clip(colour, 0, 1) ** (1 / rng.uniform(2.0, 2.4))
     srgb = srgb + rng.uniform(0.0, 0.15) * (srgb - srgb * srgb) * (2 * srgb - 1)  # a gentle S-curve
-    yy, xx = np.mgrid[0:height, 0:width]
+    yy, xx = np.ogrid[0:height, 0:width]
     r2 = ((xx / width - 0.5) ** 2 + (yy / height - 0.5) ** 2) / 0.5
     srgb = srgb * (1 - rng.uniform(0, 0.35) * r2)[..., None]
     sigma = rng.uniform(0, 1.2) * width / 960
