@@ -91,8 +91,7 @@ def raw_step_images_per_second(data: Path, size: int, batchsize: int, precision:
 
 
 def _data_parallel_rate(data: Path, size: int, batchsize: int, batches: int, out: Path) -> None:
-    joined = distributed.init_process_group()
-    try:
+    with distributed.process_group():
         learn = fresh_learner(data, size, batchsize)
         training.set_precision(learn, "fp32")
         timer = StopAfter(warmup=1, batches=batches)
@@ -100,9 +99,6 @@ def _data_parallel_rate(data: Path, size: int, batchsize: int, batches: int, out
             learn.fit(1, 1e-3, cbs=[timer])
         if rank_distrib() == 0:
             out.write_text(str(max(num_distrib(), 1) * batches * batchsize / timer.seconds))
-    finally:
-        if joined:
-            torch.distributed.destroy_process_group()
 
 
 def data_parallel_images_per_second(data: Path, size: int, batchsize: int, batches: int, processes: int) -> float:

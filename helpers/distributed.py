@@ -120,6 +120,17 @@ def init_process_group() -> bool:
     return True
 
 
+@contextmanager
+def process_group() -> Iterator[None]:
+    """Inside: this process is a rank of the group the environment describes (or alone); left again on the way out."""
+    joined = init_process_group()
+    try:
+        yield
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (a no-op in a single process)."""
     if dist.is_initialized():
@@ -181,27 +192,23 @@ def save_outputs(learn: Learner, stage: TrainingStage) -> dict[str, Path]:
     """What a notebook run ends with: weights, export, ONNX (checked against PyTorch), history and its plot."""
     labels = read_labels(stage.data_path)
     models_dir = stage.data_path / "models"
+    paths = stage_paths(models_dir, stage.save_name, stage.res)
     history = training.keep_history(models_dir, stage.save_name, stage.res)
     saved = training.save_stage(learn, labels, stage.data_path, stage.save_name, stage.res)
     print(training.describe_files(saved))
     print(training.check_stage_onnx(learn, saved["onnx"], stage.res))
-    plot = stage_paths(models_dir, stage.save_name, stage.res)["plot"]
-    plots.plot_history(history, f"{stage.res}x{stage.res}", save_to=plot)
+    plots.plot_history(history, f"{stage.res}x{stage.res}", save_to=paths["plot"])
     print(history.tail(3).to_string(index=False))
-    return {**saved, "history": stage_paths(models_dir, stage.save_name, stage.res)["history"], "plot": plot}
+    return {**saved, "history": paths["history"], "plot": paths["plot"]}
 
 
 def run(stage: TrainingStage, cbs: list[Callback] | None = None) -> dict[str, Path] | None:
     """Train a stage as one rank; rank 0 writes the outputs and returns their paths, the others wait for it."""
-    joined = init_process_group()
-    try:
+    with process_group():
         learn = train(stage, cbs)
         saved = save_outputs(learn, stage) if rank_distrib() == 0 else None
         barrier()  # no rank reads or reports a stage before rank 0 has written it
         return saved
-    finally:
-        if joined:
-            dist.destroy_process_group()
 
 
 def free_port() -> int:
@@ -231,15 +238,11 @@ def launch(fn: Callable, args: tuple, n_processes: int) -> None:
 
 
 def _train_and_hand_over(stage: TrainingStage, handover: Path) -> None:
-    joined = init_process_group()
-    try:
+    with process_group():
         learn = train(stage)
         if rank_distrib() == 0:
             training.save_weights(learn, read_labels(stage.data_path), handover)
         barrier()
-    finally:
-        if joined:
-            dist.destroy_process_group()
 
 
 @contextmanager
