@@ -198,20 +198,53 @@ def _merge(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 # Furniture models, built facing +z with the back at z = -depth/2 and the floor at y = 0.
 # Each returns (mesh, width, depth, top height or None when nothing can stand on it); the bed returns its frame and
 # its bedding apart, so they get different materials.
-def model_bed(rng: np.random.Generator) -> tuple[trimesh.Trimesh, trimesh.Trimesh, float, float]:
-    """A single or double bed: (frame with headboard, bedding: duvet and pillows, width, depth)."""
+def model_bed(
+    rng: np.random.Generator,
+) -> tuple[trimesh.Trimesh, trimesh.Trimesh, trimesh.Trimesh | None, float, float]:
+    """A single or double bed: (frame with headboard, bedding: duvet and pillows, a throw and cushions or None,
+    width, depth)."""
     w, d = rng.uniform(0.9, 1.9), rng.uniform(1.9, 2.15)
     h = rng.uniform(0.35, 0.55)
-    frame = [box((w, h, d), (0, h / 2, 0))]
+    if rng.random() < 0.35:  # a raised frame on legs
+        base = rng.uniform(0.12, 0.25)
+        frame = [box((w, h - base, d), (0, (h + base) / 2, 0))]
+        frame += [
+            box((0.06, base, 0.06), (sx * (w / 2 - 0.05), base / 2, sz * (d / 2 - 0.05)))
+            for sx in (-1, 1)
+            for sz in (-1, 1)
+        ]
+    else:
+        frame = [box((w, h, d), (0, h / 2, 0))]
     if rng.random() < 0.85:
-        frame.append(box((w + 0.04, rng.uniform(0.8, 1.3), 0.08), (0, 0.5, -d / 2 + 0.04)))
+        tall = rng.uniform(0.8, 1.4)
+        frame.append(box((w + rng.uniform(0.02, 0.2), tall, rng.uniform(0.05, 0.12)), (0, tall / 2, -d / 2 + 0.04)))
+    if rng.random() < 0.3:  # a footboard
+        foot = rng.uniform(0.5, 0.8)
+        frame.append(box((w + 0.04, foot, 0.06), (0, foot / 2, d / 2 - 0.03)))
     hang = rng.uniform(0.1, h - 0.08)  # the duvet hangs over the sides
-    bedding = [box((w + 0.06, hang + 0.08, d * rng.uniform(0.6, 0.85)), (0, h + 0.04 - hang / 2, d * 0.12))]
-    n_pillows = 1 if w < 1.2 else 2
+    length = d * rng.uniform(0.65, 0.9)
+    z_mid = d / 2 - length / 2
+    puff = rng.uniform(0.03, 0.07)  # a soft, rounded top rather than a flat board
+    bedding = [
+        box((w + 0.06, hang + 0.04, length), (0, h + 0.02 - hang / 2, z_mid)),
+        ellipsoid((w / 2 + 0.03, puff, length / 2), (0, h + 0.02, z_mid)),
+    ]
+    n_pillows = 1 if w < 1.2 else int(rng.choice([2, 2, 3, 4]))
     for k in range(n_pillows):
-        x = 0 if n_pillows == 1 else (-1 if k == 0 else 1) * w * 0.23
-        bedding.append(ellipsoid((min(0.32, w * 0.22), 0.08, 0.2), (x, h + 0.09, -d / 2 + 0.3)))
-    return _merge(frame), _merge(bedding), w, d
+        x = (k - (n_pillows - 1) / 2) * w / max(n_pillows, 1) * (0.9 if n_pillows > 2 else 1.0)
+        row = 0 if n_pillows <= 2 or k % 2 == 0 else 1
+        bedding.append(
+            ellipsoid(
+                (min(0.32, w * 0.22), rng.uniform(0.07, 0.12), 0.2),
+                (x, h + 0.1 + row * 0.05, -d / 2 + 0.3 + row * 0.12),
+            )
+        )
+    extras = []
+    if rng.random() < 0.4:  # a throw across the foot
+        extras.append(box((w + 0.08, puff + 0.06, rng.uniform(0.3, 0.6)), (0, h + puff / 2, d / 2 - 0.35)))
+    for x in rng.uniform(-w / 3, w / 3, int(rng.choice([0, 0, 1, 2, 3]))):  # cushions leaning on the pillows
+        extras.append(box((0.4, 0.35, 0.1), (x, h + 0.22, -d / 2 + 0.55)))
+    return _merge(frame), _merge(bedding), _merge(extras) if extras else None, w, d
 
 
 def model_armchair(rng: np.random.Generator) -> tuple[trimesh.Trimesh, float, float, float | None]:
@@ -378,11 +411,41 @@ class RoomBuilder:
             self.wall_spans.append((door_wall, s - 0.5, s + 0.5, 0.0, 2.1))
         for _ in range(int(rng.choice([0, 1, 1, 2]))):
             self.window()
-        if rng.random() < 0.7:
+        self.ceiling_fittings()
+
+    def ceiling_fittings(self) -> None:
+        """What hangs on real ceilings (all unlabelled): a cornice, a glowing lamp or a fan, or recessed spots."""
+        rng, W, H, D = self.rng, self.W, self.H, self.D
+        if rng.random() < 0.35:
+            cornice = material(rng, pick(rng, WHITES), kind=PLAIN, spread=0.05)
+            size = rng.uniform(0.05, 0.12)
+            for wall in range(4):
+                L = self.wall_length(wall)
+                x, z, yaw = self.wall_pose(wall, L / 2, size / 2)
+                self.add(box((L, size, size), (0, H - size / 2, 0)).apply_transform(_at(x, 0, z, yaw)), "void", cornice)
+        draw = rng.random()
+        if draw < 0.55:
             lamp = cylinder(rng.uniform(0.12, 0.3), 0.08, (W / 2, H - 0.08, D / 2), sections=16)
             self.add(
                 lamp, "void", material(rng, (0.95, 0.93, 0.85), kind=PLAIN, spread=0.05, glow=rng.uniform(1.0, 2.5))
             )
+        elif draw < 0.75 and self.kind != "bathroom":  # a ceiling fan with its blades
+            drop = rng.uniform(0.25, 0.45)
+            blade = rng.uniform(0.45, 0.65)
+            parts = [cylinder(0.02, drop, (0, H - drop, 0), 8), cylinder(0.12, 0.15, (0, H - drop - 0.1, 0), 12)]
+            for k in range(int(rng.choice([3, 4, 5]))):
+                a = 2 * np.pi * k / 5 + rng.uniform(0, 1)
+                b = box((blade, 0.015, 0.13), (blade / 2 + 0.1, 0, 0)).apply_transform(_yaw(a))
+                parts.append(b.apply_translation((0, H - drop - 0.04, 0)))
+            fan = _merge(parts).apply_translation((W / 2, 0, D / 2))
+            self.add(fan, "void", material(rng, pick(rng, [WHITES, WOODS]), kind=PLAIN, spread=0.1))
+        elif draw < 0.95:  # recessed spots
+            spots = [
+                cylinder(0.05, 0.01, (x, H - 0.01, z), 12)
+                for x in np.linspace(W * 0.2, W * 0.8, int(rng.integers(2, 4)))
+                for z in np.linspace(D * 0.2, D * 0.8, int(rng.integers(2, 4)))
+            ]
+            self.add(_merge(spots), "void", material(rng, (0.95, 0.93, 0.85), kind=PLAIN, spread=0.05, glow=2.0))
 
     def tiles(self, colour: tuple[float, float, float], kind: int = GRID) -> np.ndarray:
         """A tiled surface: square tiles of 10-40 cm, with grout lines (GRID) or in two colours (CHECKER)."""
@@ -504,7 +567,7 @@ class RoomBuilder:
             return material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(8, 30), spread=0.15)
 
         if self.has("furniture_doubleBed"):
-            frame, bedding, w, d = model_bed(rng)
+            frame, bedding, extras, w, d = model_bed(rng)
             frame_mat = material(rng, pick(rng, [WOODS, FABRICS]), kind=int(rng.choice([PLAIN, STRIPES])), spread=0.15)
             print_kind = int(rng.choice([PLAIN, NOISE, NOISE, STRIPES, CHECKER]))
             bedding_mat = material(
@@ -512,7 +575,13 @@ class RoomBuilder:
             )
             if print_kind in (STRIPES, CHECKER):  # a two-colour print: stripes, checks
                 bedding_mat[3:6] = pick(rng, FABRICS + WHITES)
-            self.against_wall([(frame, frame_mat), (bedding, bedding_mat)], "furniture_doubleBed", w, d, 1.2, None)
+            parts = [(frame, frame_mat), (bedding, bedding_mat)]
+            if extras is not None:
+                accent = material(
+                    rng, pick(rng, FABRICS + COLOURS), kind=int(rng.choice([PLAIN, STRIPES, CHECKER])), spread=0.2
+                )
+                parts.append((extras, accent))
+            self.against_wall(parts, "furniture_doubleBed", w, d, 1.2, None)
         if self.has("furniture_armchair"):
             mesh, w, d, top = model_armchair(rng)
             self.against_wall(
