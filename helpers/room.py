@@ -57,12 +57,14 @@ COLOURS = [
     (0.7, 0.6, 0.75),
     (0.32, 0.33, 0.36),
     (0.4, 0.3, 0.24),
+    (0.15, 0.15, 0.17),
+    (0.14, 0.19, 0.3),
 ]
 PAINTS = [WHITES] * 5 + [BEIGES] * 3 + [COLOURS] * 2  # a family drawn uniformly from this list, then a colour
 FABRICS = [(0.9, 0.9, 0.88), (0.75, 0.7, 0.6), (0.3, 0.4, 0.6), (0.5, 0.5, 0.52), (0.6, 0.25, 0.2), (0.3, 0.5, 0.35)]
 WOODS = [(0.45, 0.28, 0.15), (0.7, 0.55, 0.35), (0.25, 0.15, 0.1), (0.85, 0.85, 0.85), (0.2, 0.2, 0.22)]
 CARPETS = [(0.6, 0.58, 0.55), (0.45, 0.42, 0.4), (0.7, 0.65, 0.55), (0.35, 0.35, 0.4)]
-TILES = [(0.85, 0.85, 0.82), (0.6, 0.6, 0.6), (0.7, 0.62, 0.5), (0.3, 0.3, 0.32)]
+TILES = [(0.85, 0.85, 0.82), (0.6, 0.6, 0.6), (0.7, 0.62, 0.5), (0.3, 0.3, 0.32), (0.12, 0.12, 0.13)]
 
 # How often each labelled class is in a room: real bedrooms almost always show a bed and walls, the rest only
 # sometimes, and a model trained on rooms that hold every class learns to find every class everywhere.
@@ -459,7 +461,7 @@ class RoomBuilder:
         rng = self.rng
         draw = rng.random()
         if self.kind == "bathroom" or draw < 0.08:
-            mat = self.tiles(pick(rng, [WHITES, WHITES, BEIGES, TILES, COLOURS]))
+            mat = self.tiles(pick(rng, [WHITES, WHITES, BEIGES, TILES, TILES, COLOURS]))
         elif draw < 0.15:
             mat = material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(15, 40), spread=0.15)
             mat[8:11] = (np.sqrt(0.5), 0, np.sqrt(0.5))  # vertical boards on every wall
@@ -804,6 +806,9 @@ class RoomBuilder:
             self.add(
                 tv.apply_transform(_at(*p, yaw)), "items_tv", material(rng, (0.05, 0.05, 0.06), kind=PLAIN, spread=0.3)
             )
+            if rng.random() < 0.35:  # switched on: a picture glows on the screen, so a TV is not just a dark patch
+                screen = box((tw * 0.95, tw * 0.54, 0.01), (0, 0.08 + tw * 0.29, 0.026)).apply_transform(_at(*p, yaw))
+                self.add(screen, "items_tv", material(rng, kind=NOISE, freq=rng.uniform(3, 12), spread=0.8, glow=1.2))
         for name, make in makers.items():
             if not self.has(name):
                 continue
