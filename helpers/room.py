@@ -10,10 +10,8 @@ import trimesh
 from helpers.labels import LabelTable
 
 # Axes: x along the room's width, z along its depth, y up; metres. Furniture is modelled facing +z.
-# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker, tiles with grout lines, and a
-# photographed texture from scikit-image (brick, grass as fabric pile, gravel as plaster and stone).
-PLAIN, NOISE, STRIPES, CHECKER, GRID, TEXTURE = 0, 1, 2, 3, 4, 5
-BRICK, PILE, GRAIN = 0, 1, 2  # the textures, in the order helpers.synth loads them
+# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker, tiles with grout lines.
+PLAIN, NOISE, STRIPES, CHECKER, GRID = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -59,14 +57,12 @@ COLOURS = [
     (0.7, 0.6, 0.75),
     (0.32, 0.33, 0.36),
     (0.4, 0.3, 0.24),
-    (0.15, 0.15, 0.17),
-    (0.14, 0.19, 0.3),
 ]
 PAINTS = [WHITES] * 5 + [BEIGES] * 3 + [COLOURS] * 2  # a family drawn uniformly from this list, then a colour
 FABRICS = [(0.9, 0.9, 0.88), (0.75, 0.7, 0.6), (0.3, 0.4, 0.6), (0.5, 0.5, 0.52), (0.6, 0.25, 0.2), (0.3, 0.5, 0.35)]
 WOODS = [(0.45, 0.28, 0.15), (0.7, 0.55, 0.35), (0.25, 0.15, 0.1), (0.85, 0.85, 0.85), (0.2, 0.2, 0.22)]
 CARPETS = [(0.6, 0.58, 0.55), (0.45, 0.42, 0.4), (0.7, 0.65, 0.55), (0.35, 0.35, 0.4)]
-TILES = [(0.85, 0.85, 0.82), (0.6, 0.6, 0.6), (0.7, 0.62, 0.5), (0.3, 0.3, 0.32), (0.12, 0.12, 0.13)]
+TILES = [(0.85, 0.85, 0.82), (0.6, 0.6, 0.6), (0.7, 0.62, 0.5), (0.3, 0.3, 0.32)]
 
 # How often each labelled class is in a room: real bedrooms almost always show a bed and walls, the rest only
 # sometimes, and a model trained on rooms that hold every class learns to find every class everywhere.
@@ -129,19 +125,8 @@ def present(rng: np.random.Generator, name: str) -> bool:
 
 
 # A material row: base RGB (linear), second RGB (mixed in by the pattern), pattern kind, pattern frequency,
-# pattern axis (xyz; for TEXTURE the texture's number), glow (0: lit by the lights; above 0: emits its colour times
-# glow, like a window or a lampshade).
+# pattern axis (xyz), glow (0: lit by the lights; above 0: emits its colour times glow, like a window or a lampshade).
 MATERIAL_FIELDS = 12
-
-
-def textured(
-    rng: np.random.Generator, base: tuple[float, float, float], texture: int, metres: float, contrast: float
-) -> np.ndarray:
-    """A material showing a photographed texture, one copy per `metres`, mixed in at `contrast` (0: invisible)."""
-    mat = material(rng, base, kind=TEXTURE, freq=1 / metres, spread=0.1)
-    mat[3:6] = mat[0:3] * (1 - contrast)
-    mat[8:11] = (texture, 0, 0)
-    return mat
 
 
 def material(
@@ -384,10 +369,6 @@ class RoomBuilder:
         )
         accent = int(rng.integers(4)) if rng.random() < 0.2 else -1  # one wall in another paint
         accent_mat = material(rng, pick(rng, COLOURS + BEIGES), kind=PLAIN, spread=0.15)
-        if rng.random() < 0.3:  # bare or painted brick
-            accent_mat = textured(rng, pick(rng, [WHITES, [(0.6, 0.35, 0.25)]]), BRICK, rng.uniform(1, 2), 0.5)
-        if rng.random() < 0.35:  # plaster
-            wall_mat = textured(rng, paint, GRAIN, rng.uniform(0.5, 2), rng.uniform(0.05, 0.2))
         for wall, (size, centre) in enumerate(
             [
                 ((W, H, 0.1), (W / 2, H / 2, -0.05)),
@@ -401,7 +382,7 @@ class RoomBuilder:
         kind = "tiles" if self.kind == "bathroom" else rng.choice(["wood", "wood", "carpet", "tiles"])
         floor_mat = {
             "wood": lambda: material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(6, 20), spread=0.15),
-            "carpet": lambda: textured(rng, pick(rng, CARPETS), PILE, rng.uniform(0.3, 1.0), rng.uniform(0.2, 0.5)),
+            "carpet": lambda: material(rng, pick(rng, CARPETS), kind=NOISE, freq=rng.uniform(10, 40), spread=0.2),
             "tiles": lambda: self.tiles(pick(rng, TILES + WHITES), int(rng.choice([CHECKER, GRID, GRID]))),
         }[kind]()
         self.add(box((W, 0.1, D), (W / 2, -0.05, D / 2)), "building_floor", floor_mat)
@@ -478,7 +459,7 @@ class RoomBuilder:
         rng = self.rng
         draw = rng.random()
         if self.kind == "bathroom" or draw < 0.08:
-            mat = self.tiles(pick(rng, [WHITES, WHITES, BEIGES, TILES, TILES, COLOURS]))
+            mat = self.tiles(pick(rng, [WHITES, WHITES, BEIGES, TILES, COLOURS]))
         elif draw < 0.15:
             mat = material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(15, 40), spread=0.15)
             mat[8:11] = (np.sqrt(0.5), 0, np.sqrt(0.5))  # vertical boards on every wall
@@ -604,7 +585,7 @@ class RoomBuilder:
         if self.has("furniture_armchair"):
             mesh, w, d, top = model_armchair(rng)
             self.against_wall(
-                [(mesh, textured(rng, pick(rng, FABRICS), PILE, rng.uniform(0.2, 0.6), rng.uniform(0.1, 0.35)))],
+                [(mesh, material(rng, pick(rng, FABRICS), kind=NOISE, spread=0.2))],
                 "furniture_armchair",
                 w,
                 d,
@@ -664,7 +645,7 @@ class RoomBuilder:
         rng = self.rng
         u = rng.uniform
         ceramic = material(rng, pick(rng, CERAMIC), kind=PLAIN, spread=0.03)
-        fabric = textured(rng, pick(rng, FABRICS + BEIGES), PILE, rng.uniform(0.2, 0.6), rng.uniform(0.1, 0.35))
+        fabric = material(rng, pick(rng, FABRICS + BEIGES), kind=int(rng.choice([PLAIN, NOISE])), spread=0.2)
         if name == "wardrobe":
             w, d, h = u(0.8, 2.0), u(0.5, 0.65), u(1.8, 2.3)
             return [(model_cabinet(rng, w, d, h, 1), wood())], w, d, h, None
@@ -823,9 +804,6 @@ class RoomBuilder:
             self.add(
                 tv.apply_transform(_at(*p, yaw)), "items_tv", material(rng, (0.05, 0.05, 0.06), kind=PLAIN, spread=0.3)
             )
-            if rng.random() < 0.35:  # switched on: a picture glows on the screen, so a TV is not just a dark patch
-                screen = box((tw * 0.95, tw * 0.54, 0.01), (0, 0.08 + tw * 0.29, 0.026)).apply_transform(_at(*p, yaw))
-                self.add(screen, "items_tv", material(rng, kind=NOISE, freq=rng.uniform(3, 12), spread=0.8, glow=1.2))
         for name, make in makers.items():
             if not self.has(name):
                 continue

@@ -21,12 +21,11 @@ from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 from PIL import Image
 from scipy import ndimage
-from skimage import data as skdata
 from tqdm.auto import tqdm
 
 from helpers.files import atomic_write_bytes
 from helpers.labels import BEDROOM, LabelTable, format_labels, parse_labels, read_labels
-from helpers.room import CHECKER, GRID, NOISE, STRIPES, TEXTURE, RoomBuilder, Scene, build_room
+from helpers.room import CHECKER, GRID, NOISE, STRIPES, RoomBuilder, Scene, build_room
 
 
 class GeneratorError(ValueError):
@@ -62,24 +61,6 @@ def place_camera(rng: np.random.Generator, room: RoomBuilder, aspect: float) -> 
     return eye, look_at(eye, eye + forward), float(2 * np.arctan(np.tan(fov_x / 2) / aspect))
 
 
-# Grey photographed textures shipped with scikit-image, scaled to [0, 1]: brick, grass (as fabric and carpet pile),
-# gravel (as plaster and stone), in the order of helpers.room's BRICK, PILE, GRAIN.
-TEXTURES = np.stack([(t - t.min()) / np.ptp(t) for t in (skdata.brick(), skdata.grass(), skdata.gravel())]).astype(
-    np.float32
-)
-
-
-def texture(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.ndarray:
-    """Texture value per hit point, the texture laid flat on the surface's plane, one copy per 1/freq metres."""
-    size = TEXTURES.shape[1]
-    facing = np.abs(normals).argmax(1)  # drop the axis the surface faces: u, v are the other two
-    u = np.where(facing == 0, points[:, 2], points[:, 0])
-    v = np.where(facing == 1, points[:, 2], points[:, 1])
-    col = (u * mats[:, 7] * size).astype(np.int64) % size
-    row = (-v * mats[:, 7] * size).astype(np.int64) % size
-    return TEXTURES[mats[:, 8].astype(np.int64) % len(TEXTURES), row, col]
-
-
 def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.ndarray:
     """Procedural texture value in [0, 1] per hit point from its material's pattern kind, frequency and axis."""
     kind, freq, axis = mats[:, 6], mats[:, 7], mats[:, 8:11]
@@ -94,14 +75,8 @@ def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.nda
     # grout lines run along the surface only: the axis the surface faces would turn a whole face into grout
     edge = np.abs(cells - np.round(cells)) < 0.025
     grid = (edge & (np.abs(normals) < 0.5)).any(1).astype(np.float32)
-    textured = np.zeros(len(points), np.float32)
-    where = kind == TEXTURE
-    if where.any():
-        textured[where] = texture(points[where], normals[where], mats[where])
     return np.select(
-        [kind == STRIPES, kind == NOISE, kind == CHECKER, kind == GRID, where],
-        [stripes, noise, checker, grid, textured],
-        0.0,
+        [kind == STRIPES, kind == NOISE, kind == CHECKER, kind == GRID], [stripes, noise, checker, grid], 0.0
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers.labels import BEDROOM, parse_labels
-from helpers.room import GRID, MATERIAL_FIELDS, NOT_IN, PILE, PRESENCE, ROOM_KINDS, TEXTURE, build_room
+from helpers.room import GRID, MATERIAL_FIELDS, NOT_IN, PRESENCE, ROOM_KINDS, build_room
 from helpers.synth import (
     GeneratorError,
     generate,
@@ -168,19 +168,3 @@ def test_grout_lines_run_along_a_surface_never_across_it():
     assert 0.05 < grout.mean() < 0.3  # thin lines, not the whole face
     on_line = np.abs(points[:, 0] / 0.25 - np.round(points[:, 0] / 0.25)) < 0.02
     assert (grout[on_line] == 1).all()
-
-
-def test_photographed_textures_lie_flat_on_each_surface():
-    rng = np.random.default_rng(0)
-    points = rng.uniform(0, 3, (500, 3))
-    mats = np.zeros((500, MATERIAL_FIELDS), np.float32)
-    mats[:, 6], mats[:, 7], mats[:, 8] = TEXTURE, 1.0, PILE  # one copy of the texture per metre
-    wall = np.tile([0.0, 0.0, 1.0], (500, 1))  # facing +z: the texture is laid out in x and y
-    value = pattern(points, wall, mats)
-    assert 0 <= value.min() and value.max() <= 1 and value.std() > 0.05  # a texture, not a flat colour
-    moved = points + [0, 0, 0.37]  # along the normal: the same texel
-    assert (pattern(moved, wall, mats) == value).all()
-    shifted = points + [1.0, 0, 0]  # a whole copy along the surface: the same texel again (tiling)
-    assert np.mean(pattern(shifted, wall, mats) == value) > 0.99
-    floor = np.tile([0.0, 1.0, 0.0], (500, 1))  # facing up: laid out in x and z, so height does not matter
-    assert (pattern(points + [0, 0.5, 0], floor, mats) == pattern(points, floor, mats)).all()
