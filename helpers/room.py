@@ -10,8 +10,8 @@ import trimesh
 from helpers.labels import LabelTable
 
 # Axes: x along the room's width, z along its depth, y up; metres. Furniture is modelled facing +z.
-# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker, tiles with grout lines.
-PLAIN, NOISE, STRIPES, CHECKER, GRID = 0, 1, 2, 3, 4
+# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker (tiles).
+PLAIN, NOISE, STRIPES, CHECKER = 0, 1, 2, 3
 
 
 @dataclass
@@ -55,8 +55,6 @@ COLOURS = [
     (0.5, 0.55, 0.62),
     (0.82, 0.8, 0.55),
     (0.7, 0.6, 0.75),
-    (0.32, 0.33, 0.36),
-    (0.4, 0.3, 0.24),
 ]
 PAINTS = [WHITES] * 5 + [BEIGES] * 3 + [COLOURS] * 2  # a family drawn uniformly from this list, then a colour
 FABRICS = [(0.9, 0.9, 0.88), (0.75, 0.7, 0.6), (0.3, 0.4, 0.6), (0.5, 0.5, 0.52), (0.6, 0.25, 0.2), (0.3, 0.5, 0.35)]
@@ -88,29 +86,6 @@ PRESENCE = {
     "items_phone": 0.25,
     "live_dog": 0.15,
 }
-
-
-# What kind of room a scene is. Most are bedrooms; the others teach the model that a room without a bed has none,
-# and that white tubs, sofas and tables are not beds (they are unlabelled, as in the Unity scene).
-ROOM_KINDS = {"bedroom": 0.7, "living room": 0.15, "bathroom": 0.15}
-NOT_IN = {  # labelled classes a kind of room never gets
-    "bedroom": set(),
-    "living room": {"furniture_doubleBed", "furniture_nightTable"},
-    "bathroom": {
-        "furniture_doubleBed",
-        "furniture_nightTable",
-        "furniture_armchair",
-        "furniture_tvStand",
-        "furniture_commode",
-        "furniture_drawer",
-        "furniture_floor_lamp",
-        "furniture_rug",
-        "items_tv",
-        "items_nightLamp",
-        "live_dog",
-    },
-}
-CERAMIC = [(0.95, 0.95, 0.93), (0.9, 0.9, 0.9), (0.93, 0.92, 0.88)]  # baths, basins, toilets
 
 
 def pick(rng: np.random.Generator, family: list) -> tuple[float, float, float]:
@@ -198,53 +173,20 @@ def _merge(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 # Furniture models, built facing +z with the back at z = -depth/2 and the floor at y = 0.
 # Each returns (mesh, width, depth, top height or None when nothing can stand on it); the bed returns its frame and
 # its bedding apart, so they get different materials.
-def model_bed(
-    rng: np.random.Generator,
-) -> tuple[trimesh.Trimesh, trimesh.Trimesh, trimesh.Trimesh | None, float, float]:
-    """A single or double bed: (frame with headboard, bedding: duvet and pillows, a throw and cushions or None,
-    width, depth)."""
+def model_bed(rng: np.random.Generator) -> tuple[trimesh.Trimesh, trimesh.Trimesh, float, float]:
+    """A single or double bed: (frame with headboard, bedding: duvet and pillows, width, depth)."""
     w, d = rng.uniform(0.9, 1.9), rng.uniform(1.9, 2.15)
     h = rng.uniform(0.35, 0.55)
-    if rng.random() < 0.35:  # a raised frame on legs
-        base = rng.uniform(0.12, 0.25)
-        frame = [box((w, h - base, d), (0, (h + base) / 2, 0))]
-        frame += [
-            box((0.06, base, 0.06), (sx * (w / 2 - 0.05), base / 2, sz * (d / 2 - 0.05)))
-            for sx in (-1, 1)
-            for sz in (-1, 1)
-        ]
-    else:
-        frame = [box((w, h, d), (0, h / 2, 0))]
+    frame = [box((w, h, d), (0, h / 2, 0))]
     if rng.random() < 0.85:
-        tall = rng.uniform(0.8, 1.4)
-        frame.append(box((w + rng.uniform(0.02, 0.2), tall, rng.uniform(0.05, 0.12)), (0, tall / 2, -d / 2 + 0.04)))
-    if rng.random() < 0.3:  # a footboard
-        foot = rng.uniform(0.5, 0.8)
-        frame.append(box((w + 0.04, foot, 0.06), (0, foot / 2, d / 2 - 0.03)))
+        frame.append(box((w + 0.04, rng.uniform(0.8, 1.3), 0.08), (0, 0.5, -d / 2 + 0.04)))
     hang = rng.uniform(0.1, h - 0.08)  # the duvet hangs over the sides
-    length = d * rng.uniform(0.65, 0.9)
-    z_mid = d / 2 - length / 2
-    puff = rng.uniform(0.03, 0.07)  # a soft, rounded top rather than a flat board
-    bedding = [
-        box((w + 0.06, hang + 0.04, length), (0, h + 0.02 - hang / 2, z_mid)),
-        ellipsoid((w / 2 + 0.03, puff, length / 2), (0, h + 0.02, z_mid)),
-    ]
-    n_pillows = 1 if w < 1.2 else int(rng.choice([2, 2, 3, 4]))
+    bedding = [box((w + 0.06, hang + 0.08, d * rng.uniform(0.6, 0.85)), (0, h + 0.04 - hang / 2, d * 0.12))]
+    n_pillows = 1 if w < 1.2 else 2
     for k in range(n_pillows):
-        x = (k - (n_pillows - 1) / 2) * w / max(n_pillows, 1) * (0.9 if n_pillows > 2 else 1.0)
-        row = 0 if n_pillows <= 2 or k % 2 == 0 else 1
-        bedding.append(
-            ellipsoid(
-                (min(0.32, w * 0.22), rng.uniform(0.07, 0.12), 0.2),
-                (x, h + 0.1 + row * 0.05, -d / 2 + 0.3 + row * 0.12),
-            )
-        )
-    extras = []
-    if rng.random() < 0.4:  # a throw across the foot
-        extras.append(box((w + 0.08, puff + 0.06, rng.uniform(0.3, 0.6)), (0, h + puff / 2, d / 2 - 0.35)))
-    for x in rng.uniform(-w / 3, w / 3, int(rng.choice([0, 0, 1, 2, 3]))):  # cushions leaning on the pillows
-        extras.append(box((0.4, 0.35, 0.1), (x, h + 0.22, -d / 2 + 0.55)))
-    return _merge(frame), _merge(bedding), _merge(extras) if extras else None, w, d
+        x = 0 if n_pillows == 1 else (-1 if k == 0 else 1) * w * 0.23
+        bedding.append(ellipsoid((min(0.32, w * 0.22), 0.08, 0.2), (x, h + 0.09, -d / 2 + 0.3)))
+    return _merge(frame), _merge(bedding), w, d
 
 
 def model_armchair(rng: np.random.Generator) -> tuple[trimesh.Trimesh, float, float, float | None]:
@@ -322,17 +264,10 @@ class RoomBuilder:
         self.rng = rng
         self.value = {name: i for i, name in enumerate(labels.codes)}
         self.scene = Scene()
-        self.kind = str(rng.choice(list(ROOM_KINDS), p=list(ROOM_KINDS.values())))
         self.W, self.H, self.D = rng.uniform(3.2, 6.0), rng.uniform(2.5, 3.1), rng.uniform(3.2, 6.0)
-        if self.kind == "bathroom":
-            self.W, self.D = self.W * 0.6, self.D * 0.6
         self.scene.size = (self.W, self.H, self.D)
         self.surfaces: list[tuple[float, float, float, float, float]] = []  # x0,x1,z0,z1,top y
         self.wall_spans: list[tuple[int, float, float, float, float]] = []  # wall, s0, s1, y0, y1
-
-    def has(self, name: str) -> bool:
-        """Whether this room gets a labelled class: never when its kind of room lacks it, else by PRESENCE."""
-        return name not in NOT_IN[self.kind] and present(self.rng, name)
 
     def add(self, mesh: trimesh.Trimesh, name: str, mat: np.ndarray) -> None:
         """Add a mesh under a class name from labels.csv (`void` for unlabelled clutter)."""
@@ -378,12 +313,11 @@ class RoomBuilder:
             ]
         ):
             self.add(box(size, centre), "building_wall", accent_mat if wall == accent else wall_mat)
-        self.wall_finish()
-        kind = "tiles" if self.kind == "bathroom" else rng.choice(["wood", "wood", "carpet", "tiles"])
+        kind = rng.choice(["wood", "wood", "carpet", "tiles"])
         floor_mat = {
             "wood": lambda: material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(6, 20), spread=0.15),
             "carpet": lambda: material(rng, pick(rng, CARPETS), kind=NOISE, freq=rng.uniform(10, 40), spread=0.2),
-            "tiles": lambda: self.tiles(pick(rng, TILES + WHITES), int(rng.choice([CHECKER, GRID, GRID]))),
+            "tiles": lambda: material(rng, pick(rng, TILES), kind=CHECKER, freq=rng.uniform(2, 6), spread=0.1),
         }[kind]()
         self.add(box((W, 0.1, D), (W / 2, -0.05, D / 2)), "building_floor", floor_mat)
         self.add(
@@ -397,7 +331,7 @@ class RoomBuilder:
                 L = self.wall_length(wall)
                 x, z, yaw = self.wall_pose(wall, L / 2, 0.01)
                 self.add(box((L, 0.08, 0.02), (0, 0.04, 0)).apply_transform(_at(x, 0, z, yaw)), "void", skirting)
-        if self.has("building_door"):
+        if present(rng, "building_door"):
             door_wall = int(rng.integers(4))
             s = rng.uniform(0.6, self.wall_length(door_wall) - 0.6)
             x, z, yaw = self.wall_pose(door_wall, s, 0.0)
@@ -411,66 +345,11 @@ class RoomBuilder:
             self.wall_spans.append((door_wall, s - 0.5, s + 0.5, 0.0, 2.1))
         for _ in range(int(rng.choice([0, 1, 1, 2]))):
             self.window()
-        self.ceiling_fittings()
-
-    def ceiling_fittings(self) -> None:
-        """What hangs on real ceilings (all unlabelled): a cornice, a glowing lamp or a fan, or recessed spots."""
-        rng, W, H, D = self.rng, self.W, self.H, self.D
-        if rng.random() < 0.35:
-            cornice = material(rng, pick(rng, WHITES), kind=PLAIN, spread=0.05)
-            size = rng.uniform(0.05, 0.12)
-            for wall in range(4):
-                L = self.wall_length(wall)
-                x, z, yaw = self.wall_pose(wall, L / 2, size / 2)
-                self.add(box((L, size, size), (0, H - size / 2, 0)).apply_transform(_at(x, 0, z, yaw)), "void", cornice)
-        draw = rng.random()
-        if draw < 0.55:
+        if rng.random() < 0.7:
             lamp = cylinder(rng.uniform(0.12, 0.3), 0.08, (W / 2, H - 0.08, D / 2), sections=16)
             self.add(
                 lamp, "void", material(rng, (0.95, 0.93, 0.85), kind=PLAIN, spread=0.05, glow=rng.uniform(1.0, 2.5))
             )
-        elif draw < 0.75 and self.kind != "bathroom":  # a ceiling fan with its blades
-            drop = rng.uniform(0.25, 0.45)
-            blade = rng.uniform(0.45, 0.65)
-            parts = [cylinder(0.02, drop, (0, H - drop, 0), 8), cylinder(0.12, 0.15, (0, H - drop - 0.1, 0), 12)]
-            for k in range(int(rng.choice([3, 4, 5]))):
-                a = 2 * np.pi * k / 5 + rng.uniform(0, 1)
-                b = box((blade, 0.015, 0.13), (blade / 2 + 0.1, 0, 0)).apply_transform(_yaw(a))
-                parts.append(b.apply_translation((0, H - drop - 0.04, 0)))
-            fan = _merge(parts).apply_translation((W / 2, 0, D / 2))
-            self.add(fan, "void", material(rng, pick(rng, [WHITES, WOODS]), kind=PLAIN, spread=0.1))
-        elif draw < 0.95:  # recessed spots
-            spots = [
-                cylinder(0.05, 0.01, (x, H - 0.01, z), 12)
-                for x in np.linspace(W * 0.2, W * 0.8, int(rng.integers(2, 4)))
-                for z in np.linspace(D * 0.2, D * 0.8, int(rng.integers(2, 4)))
-            ]
-            self.add(_merge(spots), "void", material(rng, (0.95, 0.93, 0.85), kind=PLAIN, spread=0.05, glow=2.0))
-
-    def tiles(self, colour: tuple[float, float, float], kind: int = GRID) -> np.ndarray:
-        """A tiled surface: square tiles of 10-40 cm, with grout lines (GRID) or in two colours (CHECKER)."""
-        mat = material(self.rng, colour, kind=kind, freq=2 / self.rng.uniform(0.1, 0.4), spread=0.08)
-        if kind == GRID:
-            mat[3:6] = pick(self.rng, [WHITES, TILES]) if self.rng.random() < 0.5 else mat[0:3] * 0.7
-        return mat
-
-    def wall_finish(self) -> None:
-        """Perhaps tiles or wood panelling over the paint, floor to ceiling or up to a dado height."""
-        rng = self.rng
-        draw = rng.random()
-        if self.kind == "bathroom" or draw < 0.08:
-            mat = self.tiles(pick(rng, [WHITES, WHITES, BEIGES, TILES, COLOURS]))
-        elif draw < 0.15:
-            mat = material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(15, 40), spread=0.15)
-            mat[8:11] = (np.sqrt(0.5), 0, np.sqrt(0.5))  # vertical boards on every wall
-        else:
-            return
-        top = self.H if rng.random() < 0.5 else rng.uniform(0.9, 1.5)
-        for wall in range(4):
-            L = self.wall_length(wall)
-            x, z, yaw = self.wall_pose(wall, L / 2, 0.0)
-            # thinner than a window pane, which must stay in front of it
-            self.add(box((L, top, 0.006), (0, top / 2, 0.003)).apply_transform(_at(x, 0, z, yaw)), "building_wall", mat)
 
     def window(self) -> None:
         """A window showing daylight (sky and greenery), its frame, perhaps curtains, and the light it lets in."""
@@ -566,23 +445,18 @@ class RoomBuilder:
         def wood() -> np.ndarray:
             return material(rng, pick(rng, WOODS), kind=STRIPES, freq=rng.uniform(8, 30), spread=0.15)
 
-        if self.has("furniture_doubleBed"):
-            frame, bedding, extras, w, d = model_bed(rng)
+        if present(rng, "furniture_doubleBed"):
+            frame, bedding, w, d = model_bed(rng)
             frame_mat = material(rng, pick(rng, [WOODS, FABRICS]), kind=int(rng.choice([PLAIN, STRIPES])), spread=0.15)
-            print_kind = int(rng.choice([PLAIN, NOISE, NOISE, STRIPES, CHECKER]))
             bedding_mat = material(
-                rng, pick(rng, [WHITES, WHITES, FABRICS, BEIGES]), kind=print_kind, freq=rng.uniform(5, 20), spread=0.1
+                rng,
+                pick(rng, [WHITES, WHITES, FABRICS, BEIGES]),
+                kind=int(rng.choice([PLAIN, NOISE])),
+                freq=rng.uniform(5, 20),
+                spread=0.1,
             )
-            if print_kind in (STRIPES, CHECKER):  # a two-colour print: stripes, checks
-                bedding_mat[3:6] = pick(rng, FABRICS + WHITES)
-            parts = [(frame, frame_mat), (bedding, bedding_mat)]
-            if extras is not None:
-                accent = material(
-                    rng, pick(rng, FABRICS + COLOURS), kind=int(rng.choice([PLAIN, STRIPES, CHECKER])), spread=0.2
-                )
-                parts.append((extras, accent))
-            self.against_wall(parts, "furniture_doubleBed", w, d, 1.2, None)
-        if self.has("furniture_armchair"):
+            self.against_wall([(frame, frame_mat), (bedding, bedding_mat)], "furniture_doubleBed", w, d, 1.2, None)
+        if present(rng, "furniture_armchair"):
             mesh, w, d, top = model_armchair(rng)
             self.against_wall(
                 [(mesh, material(rng, pick(rng, FABRICS), kind=NOISE, spread=0.2))],
@@ -598,13 +472,13 @@ class RoomBuilder:
             "furniture_commode": ((0.8, 1.2), (0.4, 0.55), (0.75, 1.0), 3),
             "furniture_drawer": ((0.6, 0.9), (0.4, 0.5), (1.0, 1.3), 5),
         }.items():
-            if self.has(name):
+            if present(rng, name):
                 w, d, h = rng.uniform(*wr), rng.uniform(*dr), rng.uniform(*hr)
                 self.against_wall([(model_cabinet(rng, w, d, h, fronts), wood())], name, w, d, h, h)
-        if self.has("furniture_shelf"):
+        if present(rng, "furniture_shelf"):
             mesh, w, d, top = model_shelf(rng)
             self.against_wall([(mesh, wood())], "furniture_shelf", w, d, top or 2.0, top)
-        if self.has("furniture_floor_lamp"):
+        if present(rng, "furniture_floor_lamp"):
             mesh, w, d, top = model_floor_lamp(rng)
             self.against_wall(
                 [(mesh, material(rng, (0.8, 0.75, 0.6), kind=PLAIN, glow=float(rng.choice([0, 1.2]))))],
@@ -614,9 +488,12 @@ class RoomBuilder:
                 1.8,
                 top,
             )
-        self.unlabelled_furniture(wood)
+        # unlabelled furniture: a desk, a wardrobe (tables and chairs are not classes)
+        for _ in range(int(rng.integers(0, 3))):
+            w, d, h = rng.uniform(0.6, 1.6), rng.uniform(0.4, 0.7), rng.uniform(0.7, 2.1)
+            self.against_wall([(box((w, h, d), (0, h / 2, 0)), wood())], "void", w, d, h, h if h < 1.0 else None)
         # the rug lies flat in the open floor; furniture may stand on its edge, as in real rooms
-        if self.has("furniture_rug"):
+        if present(rng, "furniture_rug"):
             rw, rd = rng.uniform(1.2, 2.2), rng.uniform(0.8, 1.6)
             cx = rng.uniform(rw / 2 + 0.3, max(rw / 2 + 0.31, self.W - rw / 2 - 0.3))
             cz = rng.uniform(rd / 2 + 0.3, max(rd / 2 + 0.31, self.D - rd / 2 - 0.3))
@@ -627,117 +504,11 @@ class RoomBuilder:
                 material(rng, kind=int(rng.choice([STRIPES, CHECKER, NOISE])), freq=rng.uniform(3, 12), spread=0.6),
             )
 
-    def unlabelled_furniture(self, wood) -> None:
-        """Furniture that is no class (mask 0, as in the Unity scene): what the room's kind usually holds."""
-        rng = self.rng
-        choices = {
-            "bedroom": ["wardrobe", "desk", "chair", "sofa", "plant", "radiator", "table"],
-            "living room": ["sofa", "sofa", "table", "chair", "chair", "plant", "wardrobe", "desk", "radiator"],
-            "bathroom": ["bathtub", "toilet", "vanity", "vanity", "radiator", "plant", "wardrobe"],
-        }[self.kind]
-        first = ["bathtub", "toilet", "vanity"] if self.kind == "bathroom" else []
-        for name in first + [str(rng.choice(choices)) for _ in range(int(rng.integers(1, 5)))]:
-            mesh_mats, w, d, h, top = self.model_unlabelled(name, wood)
-            self.against_wall(mesh_mats, "void", w, d, h, top, tries=20)
-
-    def model_unlabelled(self, name: str, wood):
-        """(meshes with materials, width, depth, height, top or None) of a piece of unlabelled furniture."""
-        rng = self.rng
-        u = rng.uniform
-        ceramic = material(rng, pick(rng, CERAMIC), kind=PLAIN, spread=0.03)
-        fabric = material(rng, pick(rng, FABRICS + BEIGES), kind=int(rng.choice([PLAIN, NOISE])), spread=0.2)
-        if name == "wardrobe":
-            w, d, h = u(0.8, 2.0), u(0.5, 0.65), u(1.8, 2.3)
-            return [(model_cabinet(rng, w, d, h, 1), wood())], w, d, h, None
-        if name == "desk":
-            w, d, h = u(0.9, 1.6), u(0.5, 0.7), u(0.72, 0.78)
-            legs = [
-                box((0.04, h, 0.04), (sx * (w / 2 - 0.03), h / 2, sz * (d / 2 - 0.03)))
-                for sx in (-1, 1)
-                for sz in (-1, 1)
-            ]
-            return [(_merge([box((w, 0.03, d), (0, h - 0.015, 0)), *legs]), wood())], w, d, h, h
-        if name == "table":
-            w, d, h = u(0.8, 1.8), u(0.6, 1.0), u(0.4, 0.78)
-            legs = [
-                box((0.05, h, 0.05), (sx * (w / 2 - 0.08), h / 2, sz * (d / 2 - 0.08)))
-                for sx in (-1, 1)
-                for sz in (-1, 1)
-            ]
-            return [(_merge([box((w, 0.04, d), (0, h - 0.02, 0)), *legs]), wood())], w, d + 0.3, h, h
-        if name == "chair":
-            s = u(0.42, 0.5)
-            legs = [
-                box((0.035, 0.45, 0.035), (sx * (s / 2 - 0.02), 0.225, sz * (s / 2 - 0.02)))
-                for sx in (-1, 1)
-                for sz in (-1, 1)
-            ]
-            back = box((s, u(0.4, 0.5), 0.03), (0, 0.7, -s / 2 + 0.015))
-            return [(_merge([box((s, 0.04, s), (0, 0.47, 0)), back, *legs]), wood())], s, s, 0.95, None
-        if name == "sofa":
-            w, d, seat = u(1.5, 2.4), u(0.8, 0.95), u(0.38, 0.46)
-            arm = u(0.12, 0.25)
-            parts = [
-                box((w, seat, d), (0, seat / 2, 0)),
-                box((w, u(0.35, 0.5), 0.2), (0, seat + 0.2, -d / 2 + 0.1)),
-                box((arm, 0.25, d), (-w / 2 + arm / 2, seat + 0.12, 0)),
-                box((arm, 0.25, d), (w / 2 - arm / 2, seat + 0.12, 0)),
-            ]
-            cushions = [
-                box((0.4, 0.35, 0.12), (x, seat + 0.2, -d / 2 + 0.27))
-                for x in u(-w / 3, w / 3, int(rng.integers(0, 4)))
-            ]
-            return (
-                [(_merge(parts), fabric)] + ([(_merge(cushions), material(rng, spread=0.5))] if cushions else []),
-                w,
-                d,
-                0.9,
-                None,
-            )
-        if name == "plant":
-            r, h = u(0.12, 0.25), u(0.6, 1.6)
-            leaves = material(rng, (0.2, 0.35, 0.12), kind=NOISE, freq=u(20, 40), spread=0.3)
-            pot = cylinder(r, u(0.25, 0.45), (0, 0, 0), 12)
-            return (
-                [(pot, material(rng, spread=0.4)), (ellipsoid((r * 2, h / 2, r * 2), (0, h / 2 + 0.3, 0)), leaves)],
-                4 * r,
-                4 * r,
-                h,
-                None,
-            )
-        if name == "radiator":
-            w, h = u(0.6, 1.4), u(0.4, 0.7)
-            mat = material(rng, pick(rng, WHITES), kind=STRIPES, freq=u(60, 90), spread=0.05)
-            mat[8:11] = (np.sqrt(0.5), 0, np.sqrt(0.5))
-            return [(box((w, h, 0.1), (0, 0.15 + h / 2, 0)), mat)], w, 0.12, h + 0.15, None
-        if name == "bathtub":
-            w, d, h = u(1.4, 1.8), u(0.7, 0.85), u(0.45, 0.6)
-            t = 0.08
-            shell = [
-                box((w, 0.05, d), (0, 0.025, 0)),
-                box((w, h, t), (0, h / 2, -d / 2 + t / 2)),
-                box((w, h, t), (0, h / 2, d / 2 - t / 2)),
-                box((t, h, d), (-w / 2 + t / 2, h / 2, 0)),
-                box((t, h, d), (w / 2 - t / 2, h / 2, 0)),
-            ]
-            return [(_merge(shell), ceramic)], w, d, h, None
-        if name == "toilet":
-            bowl = ellipsoid((0.19, 0.2, 0.26), (0, 0.2, 0.06))
-            tank = box((0.4, 0.4, 0.18), (0, 0.6, -0.2))
-            return [(_merge([cylinder(0.14, 0.2, (0, 0, 0.04), 12), bowl, tank]), ceramic)], 0.42, 0.65, 0.8, None
-        # a vanity: a cabinet with a basin on it, and a mirror above
-        w, d, h = u(0.6, 1.2), u(0.45, 0.55), u(0.8, 0.88)
-        cabinet = (model_cabinet(rng, w, d, h, 2), material(rng, pick(rng, [WHITES, WOODS]), kind=PLAIN, spread=0.1))
-        basin = (ellipsoid((min(0.25, w * 0.35), 0.06, 0.18), (0, h + 0.03, 0.02)), ceramic)
-        glass = material(rng, pick(rng, COLOURS + [(0.5, 0.5, 0.5)]), kind=NOISE, freq=u(2, 6), spread=0.5)
-        mirror = (box((w * 0.9, u(0.6, 0.9), 0.02), (0, h + 0.75, -d / 2 + 0.01)), glass)
-        return [cabinet, basin, mirror], w, d, h + 1.2, None
-
     def wall_decor(self) -> None:
         """Paintings and a clock hung on free wall space, when the room has them."""
         rng = self.rng
-        paintings = int(rng.integers(1, 4)) if self.has("furniture_painting") else 0
-        for name in ["furniture_painting"] * paintings + ["furniture_clock"] * self.has("furniture_clock"):
+        paintings = int(rng.integers(1, 4)) if present(rng, "furniture_painting") else 0
+        for name in ["furniture_painting"] * paintings + ["furniture_clock"] * present(rng, "furniture_clock"):
             for _ in range(40):
                 wall = int(rng.integers(4))
                 clock = name == "furniture_clock"
@@ -796,7 +567,7 @@ class RoomBuilder:
             return
         # the TV goes on the lowest wide surface (the TV stand), the lamp on the lowest (the night table)
         tv_surface = max(surfaces, key=lambda s: (s[1] - s[0]) * (s[3] - s[2]) / (1 + s[4]))
-        p = spot(tv_surface, 0.12) if self.has("items_tv") else None  # wide but thin: depth for its foot only
+        p = spot(tv_surface, 0.12) if present(rng, "items_tv") else None  # wide but thin: depth for its foot only
         if p is not None:
             tw = rng.uniform(0.7, min(1.3, max(0.75, tv_surface[1] - tv_surface[0])))
             tv = _merge([box((tw, tw * 0.58, 0.05), (0, 0.08 + tw * 0.29, 0)), box((0.25, 0.04, 0.18), (0, 0.02, 0))])
@@ -805,7 +576,7 @@ class RoomBuilder:
                 tv.apply_transform(_at(*p, yaw)), "items_tv", material(rng, (0.05, 0.05, 0.06), kind=PLAIN, spread=0.3)
             )
         for name, make in makers.items():
-            if not self.has(name):
+            if not present(rng, name):
                 continue
             for _ in range(1 if name != "items_mug" else int(rng.integers(1, 3))):
                 surface = surfaces[0] if name == "items_nightLamp" else surfaces[int(rng.integers(len(surfaces)))]
@@ -830,7 +601,7 @@ class RoomBuilder:
 
     def dog_and_clutter(self) -> None:
         """Perhaps a dog on the open floor, and perhaps unlabelled boxes or baskets."""
-        p = self.free_floor_point(0.45) if self.has("live_dog") else None
+        p = self.free_floor_point(0.45) if present(self.rng, "live_dog") else None
         if p is not None:
             yaw = self.rng.uniform(-np.pi, np.pi)
             fur = material(

@@ -1,7 +1,7 @@
 """The room generator: renders random 3D bedrooms into a dataset in the Unity generator's exact format.
 
-python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
-python -m helpers.synth --benchmark
+    python -m helpers.synth --out "Assets/Data~" --n 200 [--size 960x540] [--seed 0] [--workers 2]
+    python -m helpers.synth --benchmark
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from helpers.files import atomic_write_bytes
 from helpers.labels import BEDROOM, LabelTable, format_labels, parse_labels, read_labels
-from helpers.room import CHECKER, GRID, NOISE, STRIPES, RoomBuilder, Scene, build_room
+from helpers.room import CHECKER, NOISE, STRIPES, RoomBuilder, Scene, build_room
 
 
 class GeneratorError(ValueError):
@@ -61,7 +61,7 @@ def place_camera(rng: np.random.Generator, room: RoomBuilder, aspect: float) -> 
     return eye, look_at(eye, eye + forward), float(2 * np.arctan(np.tan(fov_x / 2) / aspect))
 
 
-def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.ndarray:
+def pattern(points: np.ndarray, mats: np.ndarray) -> np.ndarray:
     """Procedural texture value in [0, 1] per hit point from its material's pattern kind, frequency and axis."""
     kind, freq, axis = mats[:, 6], mats[:, 7], mats[:, 8:11]
     along = (points * axis).sum(1) * freq
@@ -70,14 +70,8 @@ def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.nda
         np.sin(points[:, 0] * freq * 1.3 + np.sin(points[:, 2] * freq))
         + np.sin(points[:, 2] * freq * 0.9 + np.sin(points[:, 1] * freq * 1.1))
     )
-    cells = points * freq[:, None] * 0.5
-    checker = (np.floor(cells).sum(1) % 2).astype(np.float32)
-    # grout lines run along the surface only: the axis the surface faces would turn a whole face into grout
-    edge = np.abs(cells - np.round(cells)) < 0.025
-    grid = (edge & (np.abs(normals) < 0.5)).any(1).astype(np.float32)
-    return np.select(
-        [kind == STRIPES, kind == NOISE, kind == CHECKER, kind == GRID], [stripes, noise, checker, grid], 0.0
-    )
+    checker = (np.floor(points * freq[:, None] * 0.5).sum(1) % 2).astype(np.float32)
+    return np.select([kind == STRIPES, kind == NOISE, kind == CHECKER], [stripes, noise, checker], 0.0)
 
 
 def render(
@@ -109,14 +103,12 @@ def render(
     n = normals[face]
     n *= -np.sign((n * dirs).sum(1, keepdims=True))  # face the camera: one-sided normals don't matter
     mats = materials[face_material[face]]
-    t = pattern(points, n, mats)[:, None]
+    t = pattern(points, mats)[:, None]
     albedo = mats[:, 0:3] * (1 - t) + mats[:, 3:6] * t
 
     glow = mats[:, 11:12]
-    # bounce light: in real photos the ceiling is about as bright as the walls, a little darker or brighter (light
-    # thrown up by lamps and pale floors), so the way up-facing and down-facing surfaces differ is drawn per image
-    tilt = rng.uniform(-0.2, 0.15)
-    light = np.full((len(points), 1), rng.uniform(0.3, 0.7), dtype=np.float32) * (0.9 + tilt * n[:, 1:2])
+    # bounce light, a little stronger on surfaces facing up
+    light = np.full((len(points), 1), rng.uniform(0.25, 0.6), dtype=np.float32) * (0.85 + 0.15 * n[:, 1:2])
     start = (points + n * 2e-3).astype(np.float32)
     for pos, power in scene.lights:
         to_light = pos.astype(np.float32) - start

@@ -8,18 +8,8 @@ import pytest
 from PIL import Image
 
 from helpers.labels import BEDROOM, parse_labels
-from helpers.room import GRID, MATERIAL_FIELDS, NOT_IN, PRESENCE, ROOM_KINDS, build_room
-from helpers.synth import (
-    GeneratorError,
-    generate,
-    look_at,
-    main,
-    pattern,
-    photograph,
-    place_camera,
-    render,
-    render_sample,
-)
+from helpers.room import MATERIAL_FIELDS, PRESENCE, build_room
+from helpers.synth import GeneratorError, generate, look_at, main, photograph, place_camera, render, render_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +87,7 @@ def test_classes_appear_as_often_as_in_real_bedrooms():
     share = {name: np.mean([value in np.concatenate(s.face_class) for s in rooms])
              for value, name in enumerate(labels.codes)}
     assert share["building_wall"] == share["building_floor"] == share["building_ceiling"] == 1
-    assert share["furniture_doubleBed"] >= 0.55  # a bed in most rooms, placed first so it finds space
+    assert share["furniture_doubleBed"] >= 0.75  # a bed in most rooms, placed first so it finds space
     assert share["live_dog"] <= 0.35 and share["items_tv"] <= 0.7  # not in every room any more
     assert sum(0 < share[name] < 1 for name in PRESENCE) >= len(PRESENCE) - 2
 
@@ -140,31 +130,3 @@ def test_masks_stay_exact_under_the_photo_processing():
     assert down[16, 24] in {labels.codes.index(n) for n in ("building_floor", "furniture_rug")}
     _, mask = render_sample(6, 1, 96, 64, labels)
     assert set(np.unique(mask).tolist()) <= in_scene  # blur and JPEG touch the image only: no blended mask values
-
-
-def test_other_kinds_of_room_have_no_bed_and_unlabelled_fixtures():
-    labels = parse_labels(BEDROOM)
-    built = [build_room(np.random.default_rng([5, i]), labels) for i in range(80)]
-    kinds = {kind: [scene for scene, room in built if room.kind == kind] for kind in ROOM_KINDS}
-    assert all(len(scenes) >= 3 for scenes in kinds.values())  # every kind is drawn
-    bed = labels.codes.index("furniture_doubleBed")
-    for kind, scenes in kinds.items():
-        values = [set(np.concatenate(s.face_class).tolist()) for s in scenes]
-        for name in NOT_IN[kind]:
-            assert not any(labels.codes.index(name) in v for v in values), (kind, name)
-        # tubs, sofas, tables, ... are drawn with mask 0: more void faces than the shell's skirting and windows
-        assert np.mean([(np.concatenate(s.face_class) == 0).sum() > 100 for s in scenes]) > 0.8
-    assert np.mean([bed in set(np.concatenate(s.face_class).tolist()) for s in kinds["bedroom"]]) >= 0.8
-
-
-def test_grout_lines_run_along_a_surface_never_across_it():
-    # a wall facing +z at z = 0 (a whole multiple of the tile size): only x and y may draw grout
-    xs, ys = np.meshgrid(np.linspace(0.01, 0.99, 50), np.linspace(0.01, 0.99, 50))
-    points = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], 1)
-    normals = np.tile([0.0, 0.0, 1.0], (len(points), 1))
-    mats = np.zeros((len(points), MATERIAL_FIELDS), np.float32)
-    mats[:, 6], mats[:, 7] = GRID, 2 / 0.25  # 25 cm tiles
-    grout = pattern(points, normals, mats)
-    assert 0.05 < grout.mean() < 0.3  # thin lines, not the whole face
-    on_line = np.abs(points[:, 0] / 0.25 - np.round(points[:, 0] / 0.25)) < 0.02
-    assert (grout[on_line] == 1).all()
