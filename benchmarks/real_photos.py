@@ -4,7 +4,8 @@
 
 Labels are one 8-bit class value per pixel (our class values, 0 = none of our classes, 255 = not scored), named
 as their photos. Prints per-class IoU of the model and of the guess (top 15% ceiling, bottom 35% floor, wall
-between), the structure mIoU (wall, floor, ceiling, bed) and, as its last line, one JSON object.
+between), the structure mIoU (wall, floor, ceiling, bed), the same apart for the photos whose label holds a bed
+and those without, and, as its last line, one JSON object.
 """
 from __future__ import annotations
 
@@ -46,6 +47,17 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def subsets_table(result: dict) -> str:
+    """Structure IoU of the model and the layout guess on the photos with a bed and on those without."""
+    names = list(STRUCTURE)
+    lines = [f"{'photos':<18}{'':>4}{'':>8}" + "".join(f"{n:>8}" for n in names) + f"{'mIoU':>8}"]
+    for subset, r in result.get("subsets", {}).items():
+        for key, label in (("model", "model"), ("layout", "layout")):
+            ious = "".join(f"{_fmt(r[key]['iou'][STRUCTURE[n]]):>8}" for n in names)
+            lines.append(f"{subset:<18}{r['photos']:>4}{label:>8}{ious}{_fmt(r[key]['structure_miou']):>8}")
+    return "\n".join(lines)
+
+
 def _no_nan(value):
     """NaN as null, so the JSON line is strict JSON."""
     if isinstance(value, dict):
@@ -69,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{result['photos']} photos, model {result['model_path']} ({result['resolution']}x{result['resolution']})")
     print(table(result))
+    print()
+    print(subsets_table(result))
     print(json.dumps(_no_nan(result)))
     return 0
 

@@ -140,9 +140,13 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def structure_miou(iou: np.ndarray, codes: list[str]) -> float:
-    """Mean IoU over wall, floor, ceiling and bed, skipping any with no IoU."""
-    return _mean(np.array([iou[class_value(codes, name)] for name in STRUCTURE.values()]))
+def structure_miou(iou: np.ndarray, codes: list[str], truths: list[np.ndarray] | None = None) -> float:
+    """Mean IoU over wall, floor, ceiling and bed, skipping any with no IoU, and with `truths` any not in them (so
+    that false beds in rooms without one show in the bed IoU but do not count as a missed class)."""
+    values = [class_value(codes, name) for name in STRUCTURE.values()]
+    if truths is not None:
+        values = [v for v in values if any((t == v).any() for t in truths)]
+    return _mean(np.array([iou[v] for v in values]))
 
 
 def present_miou(iou: np.ndarray, truths: list[np.ndarray]) -> float:
@@ -152,17 +156,33 @@ def present_miou(iou: np.ndarray, truths: list[np.ndarray]) -> float:
     return _mean(iou[present]) if present else float("nan")
 
 
+def score_masks(truths: list[np.ndarray], masks: list[np.ndarray], codes: list[str]) -> dict:
+    """IoU per class (pooled), structure mIoU over the structure classes in the labels, and present mIoU."""
+    iou = pooled_iou(truths, masks, len(codes))
+    return {"iou": {codes[v]: float(iou[v]) for v in range(len(codes))},
+            "structure_miou": structure_miou(iou, codes, truths), "present_miou": present_miou(iou, truths)}
+
+
 def score_predictor(predictor, photos: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
-    """IoU per class, structure mIoU and present mIoU of a helpers.inference.Predictor and of the layout guess."""
-    codes, n = list(predictor.codes), len(predictor.codes)
+    """Scores (`score_masks`) of a helpers.inference.Predictor and of the layout guess, on all photos and apart on
+    those whose label holds a bed and those without: false beds in bathrooms and true beds in bedrooms are
+    different faults, and a pooled bed IoU mixes them."""
+    codes = list(predictor.codes)
     truths = [label for _, _, label in photos]
     preds = [predictor.predict(image)[0] for _, image, _ in photos]
     guesses = [layout_guess((label.shape[1], label.shape[0]), codes) for label in truths]
     out: dict = {"model_path": str(predictor.path), "resolution": predictor.resolution, "photos": len(photos)}
     for key, masks in (("model", preds), ("layout", guesses)):
-        iou = pooled_iou(truths, masks, n)
-        out[key] = {"iou": {codes[v]: float(iou[v]) for v in range(n)},
-                    "structure_miou": structure_miou(iou, codes), "present_miou": present_miou(iou, truths)}
+        out[key] = score_masks(truths, masks, codes)
+    bed = class_value(codes, STRUCTURE["bed"])
+    has_bed = [bool((t == bed).any()) for t in truths]
+    out["subsets"] = {}
+    for subset, wanted in (("with a bed", True), ("without a bed", False)):
+        keep = [i for i, b in enumerate(has_bed) if b == wanted]
+        if keep:
+            out["subsets"][subset] = {"photos": len(keep), **{
+                key: score_masks([truths[i] for i in keep], [masks[i] for i in keep], codes)
+                for key, masks in (("model", preds), ("layout", guesses))}}
     return out
 
 

@@ -19,6 +19,7 @@ from helpers.photos import (
     pooled_iou,
     present_miou,
     read_labelled_set,
+    score_predictor,
     structure_miou,
 )
 from helpers.synth import generate
@@ -95,6 +96,36 @@ def test_read_labelled_set_errors(tmp_path):
         read_labelled_set(tmp_path / "nope", labels)
 
 
+class SaysBed:
+    """A stand-in predictor that calls the top half of every photo bed and the rest wall."""
+    codes, path, resolution = CODES, Path("says-bed.onnx"), 4
+
+    def predict(self, image):
+        mask = np.full(image.shape[:2], WALL, np.uint8)
+        mask[: image.shape[0] // 2] = BED
+        return mask, None
+
+
+def test_photos_with_and_without_a_bed_are_scored_apart():
+    bedroom = np.full((4, 4), WALL, np.uint8)
+    bedroom[:2, :2] = BED  # 4 bed pixels, all inside the predicted top half of 8
+    bathroom = np.full((4, 4), WALL, np.uint8)
+    black = np.zeros((4, 4, 3), np.uint8)
+    photos = [("bedroom", black, bedroom), ("bathroom", black, bathroom)]
+    result = score_predictor(SaysBed(), photos)
+    with_bed, without = result["subsets"]["with a bed"], result["subsets"]["without a bed"]
+    assert with_bed["photos"] == 1 and without["photos"] == 1
+    assert with_bed["model"]["iou"]["furniture_doubleBed"] == pytest.approx(4 / 8)
+    assert with_bed["model"]["iou"]["building_wall"] == pytest.approx(8 / 12)
+    assert without["model"]["iou"]["furniture_doubleBed"] == 0.0  # every bed it sees there is false
+    assert without["model"]["iou"]["building_wall"] == pytest.approx(8 / 16)
+    # pooled, the 8 false bed pixels of the bathroom drag the bedroom's 4 / 8 down to 4 / 16
+    assert result["model"]["iou"]["furniture_doubleBed"] == pytest.approx(4 / 16)
+    assert math.isnan(without["layout"]["iou"]["furniture_doubleBed"])
+    # without a bed in the labels, structure mIoU is over wall, floor and ceiling, for the model as for the guess
+    assert without["model"]["structure_miou"] == pytest.approx(8 / 16)
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "benchmarks.real_photos", *map(str, args)],
                           capture_output=True, text=True, cwd=REPO)
@@ -117,6 +148,8 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
     assert result["model"]["iou"]["building_wall"] == pytest.approx(walls / sum(m.size for m in masks))
     assert result["model"]["iou"]["building_floor"] == 0.0
     assert "building_wall" in r.stdout and "structure mIoU" in r.stdout
+    assert result["subsets"] and set(result["subsets"]) <= {"with a bed", "without a bed"}
+    assert all(name in r.stdout for name in result["subsets"])
     assert result["layout"]["structure_miou"] is not None
 
     r = run_cli("--images", tmp_path / "missing", "--labels", data / "labels", "--model", onnx)
