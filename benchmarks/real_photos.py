@@ -17,7 +17,7 @@ from pathlib import Path
 
 from helpers.inference import Predictor, PredictorError
 from helpers.paths import trained_stages
-from helpers.photos import STRUCTURE, LabelledSetError, read_labelled_set, score_predictor
+from helpers.photos import STRUCTURE, LabelledSetError, read_labelled_set, score_predictor, subsets_frame
 
 MODELS_DIR, SAVE_NAME = Path("Assets/Data~/models"), "unity_resnet34"
 
@@ -47,17 +47,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def subsets_table(result: dict) -> str:
-    """Structure IoU of the model and the layout guess on the photos with a bed and on those without."""
-    names = list(STRUCTURE)
-    lines = [f"{'photos':<18}{'':>4}{'':>8}" + "".join(f"{n:>8}" for n in names) + f"{'mIoU':>8}"]
-    for subset, r in result.get("subsets", {}).items():
-        for key, label in (("model", "model"), ("layout", "layout")):
-            ious = "".join(f"{_fmt(r[key]['iou'][STRUCTURE[n]]):>8}" for n in names)
-            lines.append(f"{subset:<18}{r['photos']:>4}{label:>8}{ious}{_fmt(r[key]['structure_miou']):>8}")
-    return "\n".join(lines)
-
-
 def _no_nan(value):
     """NaN as null, so the JSON line is strict JSON."""
     if isinstance(value, dict):
@@ -82,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['photos']} photos, model {result['model_path']} ({result['resolution']}x{result['resolution']})")
     print(table(result))
     print()
-    print(subsets_table(result))
+    print(subsets_frame(result).to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
     print(json.dumps(_no_nan(result)))
     return 0
 

@@ -198,6 +198,17 @@ def iou_frame(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def subsets_frame(result: dict) -> pd.DataFrame:
+    """Photos, structure mIoU and structure IoU of one scored model and of the layout guess, on the photos with a
+    bed and on those without (rows)."""
+    rows = {}
+    for subset, r in result.get("subsets", {}).items():
+        for key, who in (("model", "model"), ("layout", "layout guess")):
+            rows[(subset, who)] = {"photos": r["photos"], "structure mIoU": r[key]["structure_miou"],
+                                   **{name: r[key]["iou"][cls] for name, cls in STRUCTURE.items()}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def json_safe(value):
     """NaN as None, recursively, so scores can be written as strict JSON."""
     if isinstance(value, dict):

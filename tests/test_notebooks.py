@@ -167,6 +167,7 @@ def test_real_photos_are_scored_for_every_stage_and_published(chain, tmp_path):
     shown = [o.get("data", {}).get("text/plain", "") for c in chain["real"].cells if c.cell_type == "code"
              for o in c.get("outputs", [])]
     assert any("structure mIoU" in t and "layout guess" in t for t in shown)
+    assert any("with a bed" in t or "without a bed" in t for t in shown)  # the largest model's photo subsets
     written = publish(chain["data"], "unity_resnet34", [64, 128, 256], tmp_path / "results", tmp_path / "img", "fp32")
     assert {p.name for p in written} >= {"run.json", "real_photos.json", "real_photos.png", "hardware.txt"}
     facts = json.loads((tmp_path / "results" / "run.json").read_text())
