@@ -140,19 +140,24 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def label_counts(truths: list[np.ndarray]) -> np.ndarray:
+    """Pixels per label value (0 to 255) over all labels."""
+    return sum((np.bincount(t.ravel(), minlength=256) for t in truths), np.zeros(256, np.int64))
+
+
 def structure_miou(iou: np.ndarray, codes: list[str], truths: list[np.ndarray] | None = None) -> float:
     """Mean IoU over wall, floor, ceiling and bed, skipping any with no IoU, and with `truths` any not in them (so
     that false beds in rooms without one show in the bed IoU but do not count as a missed class)."""
     values = [class_value(codes, name) for name in STRUCTURE.values()]
     if truths is not None:
-        values = [v for v in values if any((t == v).any() for t in truths)]
+        counts = label_counts(truths)
+        values = [v for v in values if counts[v]]
     return _mean(np.array([iou[v] for v in values]))
 
 
 def present_miou(iou: np.ndarray, truths: list[np.ndarray]) -> float:
     """Mean IoU over the classes (void excluded) that occur in the truth."""
-    counts = sum(np.bincount(t.ravel(), minlength=256) for t in truths)
-    present = [v for v in np.flatnonzero(counts[:len(iou)]) if v != 0]
+    present = [v for v in np.flatnonzero(label_counts(truths)[:len(iou)]) if v != 0]
     return _mean(iou[present]) if present else float("nan")
 
 
