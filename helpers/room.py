@@ -234,43 +234,6 @@ def model_floor_lamp(rng: np.random.Generator) -> tuple[trimesh.Trimesh, float, 
     return _merge(parts), 0.4, 0.4, None
 
 
-UNLABELLED = ("wardrobe", "desk", "sofa", "table", "chair", "tub", "plant")
-
-
-def model_unlabelled(rng: np.random.Generator, kind: str) -> tuple[trimesh.Trimesh, float, float, float, float | None]:
-    """Furniture that is none of the classes (value 0, as unlabelled objects in Unity): (mesh, w, d, h, top)."""
-    if kind == "sofa":
-        w, d, seat = rng.uniform(1.4, 2.4), rng.uniform(0.8, 1.0), rng.uniform(0.4, 0.48)
-        parts = [box((w, seat, d), (0, seat / 2, 0)), box((w, 0.45, 0.2), (0, seat + 0.22, -d / 2 + 0.1)),
-                 *(box((0.18, 0.25, d), (x * (w / 2 - 0.09), seat + 0.12, 0)) for x in (-1, 1))]
-        for k in range(int(rng.integers(0, 4))):  # loose cushions
-            parts.append(box((0.4, 0.35, 0.12), (-w / 2 + 0.35 + k * (w - 0.7) / 3, seat + 0.2, -d / 2 + 0.28)))
-        return _merge(parts), w, d, seat + 0.45, None
-    if kind in ("table", "desk"):
-        w, d, h = rng.uniform(0.8, 1.8), rng.uniform(0.5, 0.9), rng.uniform(0.7, 0.78)
-        legs = [cylinder(0.025, h - 0.03, (x * (w / 2 - 0.06), 0, z * (d / 2 - 0.06)), sections=6)
-                for x in (-1, 1) for z in (-1, 1)]
-        return _merge([box((w, 0.03, d), (0, h - 0.015, 0)), *legs]), w, d, h, h
-    if kind == "chair":
-        s = rng.uniform(0.42, 0.5)
-        legs = [cylinder(0.018, s, (x * 0.19, 0, z * 0.19), sections=6) for x in (-1, 1) for z in (-1, 1)]
-        seat = _merge([box((0.44, 0.04, 0.44), (0, s, 0)), box((0.44, 0.45, 0.03), (0, s + 0.24, -0.2)), *legs])
-        return seat, 0.45, 0.45, s + 0.47, None
-    if kind == "tub":  # a white block at bed height: a bath, a chest, a bench
-        w, d, h = rng.uniform(1.2, 1.8), rng.uniform(0.6, 0.85), rng.uniform(0.45, 0.6)
-        rim = box((w - 0.12, 0.02, d - 0.12), (0, h + 0.005, 0))
-        return _merge([box((w, h, d), (0, h / 2, 0)), rim]), w, d, h, None
-    if kind == "plant":
-        r, h = rng.uniform(0.15, 0.3), rng.uniform(0.6, 1.6)
-        leaves = [ellipsoid((r * rng.uniform(0.8, 1.3),) * 3,
-                            (rng.uniform(-r, r) / 2, h * rng.uniform(0.5, 1), rng.uniform(-r, r) / 2))
-                  for _ in range(3)]
-        return _merge([cylinder(r, 0.35, (0, 0, 0), sections=10), *leaves]), 3.6 * r, 3.6 * r, h + 1.3 * r, None
-    w, d, h = rng.uniform(0.8, 1.6), rng.uniform(0.5, 0.65), rng.uniform(1.8, 2.2)  # a wardrobe
-    doors = [box((w / 2 - 0.02, h - 0.1, 0.02), (x * w / 4, h / 2, d / 2 + 0.01)) for x in (-1, 1)]
-    return _merge([box((w, h, d), (0, h / 2, 0)), *doors]), w, d, h, None
-
-
 def model_dog(rng: np.random.Generator) -> trimesh.Trimesh:
     """A dog standing facing +z: body, head, snout, ears, legs and tail."""
     s = rng.uniform(0.7, 1.3)
@@ -525,15 +488,10 @@ class RoomBuilder:
                 1.8,
                 top,
             )
-        # unlabelled furniture (tables, sofas, chairs, baths, plants are not classes): real rooms are full of it, and
-        # a model that never saw a large object other than a bed calls every one a bed
-        for _ in range(int(rng.integers(1, 5))):
-            kind = UNLABELLED[int(rng.integers(len(UNLABELLED)))]
-            mesh, w, d, h, top = model_unlabelled(rng, kind)
-            family = {"sofa": FABRICS, "tub": WHITES, "plant": [(0.2, 0.4, 0.15), (0.3, 0.5, 0.2)]}.get(kind, WOODS)
-            mat = material(rng, pick(rng, family), kind=NOISE if kind in ("sofa", "plant") else STRIPES,
-                           freq=rng.uniform(8, 30), spread=0.2)
-            self.against_wall([(mesh, mat)], "void", w, d, h, top)
+        # unlabelled furniture: a desk, a wardrobe (tables and chairs are not classes)
+        for _ in range(int(rng.integers(0, 3))):
+            w, d, h = rng.uniform(0.6, 1.6), rng.uniform(0.4, 0.7), rng.uniform(0.7, 2.1)
+            self.against_wall([(box((w, h, d), (0, h / 2, 0)), wood())], "void", w, d, h, h if h < 1.0 else None)
         # the rug lies flat in the open floor; furniture may stand on its edge, as in real rooms
         if present(rng, "furniture_rug"):
             rw, rd = rng.uniform(1.2, 2.2), rng.uniform(0.8, 1.6)
@@ -665,13 +623,12 @@ class RoomBuilder:
                 )
 
     def lights(self) -> None:
-        """One to three lights just under the ceiling, as fittings are: they light the walls and floor, and the
-        ceiling only at a grazing angle, so it is darker than the walls, as in photos of real rooms."""
+        """One to three point lights near the ceiling."""
         for _ in range(int(self.rng.integers(1, 4))):
             pos = np.array(
                 [
                     self.rng.uniform(0.4, self.W - 0.4),
-                    self.H - self.rng.uniform(0.03, 0.15),
+                    self.H - self.rng.uniform(0.2, 0.5),
                     self.rng.uniform(0.4, self.D - 0.4),
                 ]
             )

@@ -57,7 +57,7 @@ def place_camera(rng: np.random.Generator, room: RoomBuilder, aspect: float) -> 
     yaw = np.arctan2(to_centre[0], to_centre[2]) + rng.uniform(-0.6, 0.6)
     pitch = rng.uniform(-0.3, 0.15)
     forward = np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
-    fov_x = np.radians(rng.uniform(60, 100))
+    fov_x = np.radians(rng.uniform(55, 80))
     return eye, look_at(eye, eye + forward), float(2 * np.arctan(np.tan(fov_x / 2) / aspect))
 
 

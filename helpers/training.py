@@ -49,11 +49,11 @@ def batch_augmentations() -> list:
 
 
 def item_transform(image_size: int, augment: bool = True):
-    """Each image to a square: in training a random crop of photo shape (9:16 upright to 16:9, at least a quarter of
-    the screenshot) squished, as photos of any aspect are squished at inference; in validation the whole screenshot."""
+    """Each image to a square: in training a random crop of photo shape (1:1 to 16:9, at least a third of the
+    screenshot) squished, as photos of any aspect are squished at inference; in validation the whole screenshot."""
     if not augment:
         return Resize(image_size, method=ResizeMethod.Squish)
-    return RandomResizedCrop(image_size, min_scale=0.25, ratio=(9 / 16, 16 / 9), val_xtra=0.0)
+    return RandomResizedCrop(image_size, min_scale=0.35, ratio=(1.0, 16 / 9), val_xtra=0.0)
 
 
 def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, labels: LabelTable,

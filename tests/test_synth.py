@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers.labels import BEDROOM, parse_labels
-from helpers.room import MATERIAL_FIELDS, PRESENCE, UNLABELLED, build_room, model_unlabelled
+from helpers.room import MATERIAL_FIELDS, PRESENCE, build_room
 from helpers.synth import GeneratorError, generate, look_at, main, photograph, place_camera, render, render_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,30 +105,7 @@ def test_camera_field_of_view_follows_the_photo_shape():
     fovs = {aspect: place_camera(np.random.default_rng(7), room, aspect)[2] for aspect in (16 / 9, 4 / 3)}
     # the same horizontal field of view: a narrower frame sees more vertically
     assert np.tan(fovs[16 / 9] / 2) * 16 / 9 == pytest.approx(np.tan(fovs[4 / 3] / 2) * 4 / 3)
-    assert np.radians(60) <= 2 * np.arctan(np.tan(fovs[4 / 3] / 2) * 4 / 3) <= np.radians(100)
-
-
-def test_wide_enough_for_portrait_photos():
-    room = build_room(np.random.default_rng(1), parse_labels(BEDROOM))[1]
-    fov_y = [place_camera(np.random.default_rng([8, i]), room, 16 / 9)[2] for i in range(200)]
-    # a 9:16 crop of the widest screenshots sees as far up and down as a phone held upright (about 60 degrees)
-    assert max(fov_y) > np.radians(60) and min(fov_y) < np.radians(40)
-
-
-def test_unlabelled_furniture_fits_its_footprint_and_is_void():
-    rng = np.random.default_rng(5)
-    for kind in UNLABELLED:
-        for _ in range(10):
-            mesh, w, d, h, top = model_unlabelled(rng, kind)
-            lo, hi = mesh.bounds
-            assert lo[1] >= -1e-6, kind  # stands on the floor
-            # inside the w x d x h box it is placed by, so it never overlaps other furniture or the walls
-            assert hi[0] - lo[0] <= w + 0.03 and hi[2] - lo[2] <= d + 0.05 and hi[1] <= h + 0.03, kind
-            assert top is None or abs(top - hi[1]) < 0.03, kind  # items stand on the top it reports
-    labels = parse_labels(BEDROOM)
-    rooms = [build_room(np.random.default_rng([4, i]), labels)[0] for i in range(30)]
-    void_faces = [sum(len(c) for c in s.face_class if c[0] == 0) for s in rooms]
-    assert np.mean([n > 200 for n in void_faces]) > 0.8  # most rooms hold furniture that is none of the classes
+    assert np.radians(55) <= 2 * np.arctan(np.tan(fovs[4 / 3] / 2) * 4 / 3) <= np.radians(80)
 
 
 def test_the_photo_step_keeps_size_and_is_reproducible():
