@@ -8,12 +8,10 @@ import numpy as np
 import trimesh
 
 from helpers.labels import LabelTable
-from helpers.textures import TEXTURES
 
 # Axes: x along the room's width, z along its depth, y up; metres. Furniture is modelled facing +z.
-# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker (tiles), a photo's texture
-# (`helpers.textures`: stone, grass, prints, pictures), so the fine detail of real surfaces is not new to the model.
-PLAIN, NOISE, STRIPES, CHECKER, PHOTO = 0, 1, 2, 3, 4
+# Pattern kinds of a material: a smooth noise, stripes (planks, wood grain), a checker (tiles).
+PLAIN, NOISE, STRIPES, CHECKER = 0, 1, 2, 3
 
 
 @dataclass
@@ -102,9 +100,8 @@ def present(rng: np.random.Generator, name: str) -> bool:
 
 
 # A material row: base RGB (linear), second RGB (mixed in by the pattern), pattern kind, pattern frequency,
-# pattern axis (xyz), photo texture (index into `helpers.textures.TEXTURES`), glow (0: lit by the lights; above 0:
-# emits its colour times glow, like a window or a lampshade).
-MATERIAL_FIELDS = 13
+# pattern axis (xyz), glow (0: lit by the lights; above 0: emits its colour times glow, like a window or a lampshade).
+MATERIAL_FIELDS = 12
 
 
 def material(
@@ -118,14 +115,12 @@ def material(
     """A random material around `base` with a procedural pattern."""
     base_rgb = np.array(base if base is not None else rng.uniform(0.1, 0.9, 3))
     base_rgb = np.clip(base_rgb * rng.uniform(1 - spread, 1 + spread, 3), 0.02, 0.98)
-    kind = int(rng.integers(0, 5)) if kind is None else kind
-    # a photo's darks and lights stay apart, as in prints and pictures; other patterns are subtler
-    second = np.clip(base_rgb * (rng.uniform(0.2, 0.7) if kind == PHOTO else rng.uniform(0.5, 1.3)), 0.0, 1.0)
+    second = np.clip(base_rgb * rng.uniform(0.5, 1.3), 0.0, 1.0)
+    kind = int(rng.integers(0, 4)) if kind is None else kind
     freq = float(rng.uniform(2, 12)) if freq is None else freq
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
-    texture = int(rng.integers(len(TEXTURES)))
-    return np.array([*base_rgb, *second, kind, freq, *axis, texture, glow], dtype=np.float32)
+    return np.array([*base_rgb, *second, kind, freq, *axis, glow], dtype=np.float32)
 
 
 # trimesh builds cylinders and cones along z; ours stand upright along y
@@ -304,10 +299,9 @@ class RoomBuilder:
         """Walls, floor, ceiling, perhaps a door, windows with daylight and curtains, a skirting and a ceiling light."""
         rng, W, H, D = self.rng, self.W, self.H, self.D
         paint = pick(rng, PAINTS)
-        # mostly painted plaster; sometimes tiles (bathrooms, kitchens) or a photo texture (wallpaper, stone, brick)
-        wall_kind = int(rng.choice([PLAIN, PLAIN, PLAIN, NOISE, STRIPES, CHECKER, PHOTO]))
-        wall_mat = material(rng, paint, kind=wall_kind, freq=rng.uniform(8, 20) if wall_kind == CHECKER else
-                            rng.uniform(1, 6), spread=0.08)
+        wall_mat = material(
+            rng, paint, kind=int(rng.choice([PLAIN, PLAIN, NOISE, STRIPES])), freq=rng.uniform(1, 6), spread=0.08
+        )
         accent = int(rng.integers(4)) if rng.random() < 0.2 else -1  # one wall in another paint
         accent_mat = material(rng, pick(rng, COLOURS + BEIGES), kind=PLAIN, spread=0.15)
         for wall, (size, centre) in enumerate(
@@ -507,8 +501,7 @@ class RoomBuilder:
             self.add(
                 rug,
                 "furniture_rug",
-                material(rng, kind=int(rng.choice([STRIPES, CHECKER, NOISE, PHOTO])), freq=rng.uniform(3, 12),
-                         spread=0.6),
+                material(rng, kind=int(rng.choice([STRIPES, CHECKER, NOISE])), freq=rng.uniform(3, 12), spread=0.6),
             )
 
     def wall_decor(self) -> None:
@@ -534,9 +527,7 @@ class RoomBuilder:
                     mat = material(rng, (0.9, 0.9, 0.88), kind=PLAIN)
                 else:
                     mesh = box((w, h, 0.03), (0, y, 0.015))
-                    photo = rng.random() < 0.7  # most paintings and posters are pictures
-                    mat = material(rng, kind=PHOTO if photo else NOISE,
-                                   freq=rng.uniform(0.7, 2.0) if photo else rng.uniform(3, 15), spread=0.8)
+                    mat = material(rng, kind=NOISE, freq=rng.uniform(3, 15), spread=0.8)
                 self.add(mesh.apply_transform(_at(x, 0, z, yaw)), name, mat)
                 self.wall_spans.append((wall, s - w / 2, s + w / 2, y - h / 2, y + h / 2))
                 break

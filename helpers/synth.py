@@ -23,10 +23,9 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from helpers import textures
 from helpers.files import atomic_write_bytes
 from helpers.labels import BEDROOM, LabelTable, format_labels, parse_labels, read_labels
-from helpers.room import CHECKER, NOISE, PHOTO, STRIPES, RoomBuilder, Scene, build_room
+from helpers.room import CHECKER, NOISE, STRIPES, RoomBuilder, Scene, build_room
 
 
 class GeneratorError(ValueError):
@@ -62,21 +61,8 @@ def place_camera(rng: np.random.Generator, room: RoomBuilder, aspect: float) -> 
     return eye, look_at(eye, eye + forward), float(2 * np.arctan(np.tan(fov_x / 2) / aspect))
 
 
-def photo_pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.ndarray:
-    """Photo texture value in [0, 1] per hit point, projected along the surface's main axis, `freq` widths a metre."""
-    main = np.abs(normals).argmax(1)
-    # floor and ceiling take (x, z), walls facing x take (z, y), walls facing z take (x, y); v runs down on walls
-    u = np.where(main == 0, points[:, 2], points[:, 0])
-    v = np.where(main == 1, points[:, 2], -points[:, 1])
-    out = np.zeros(len(points), dtype=np.float32)
-    for index in np.unique(mats[:, 11]).astype(int):
-        at = mats[:, 11] == index
-        out[at] = textures.sample(index, u[at] * mats[at, 7], v[at] * mats[at, 7])
-    return out
-
-
-def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.ndarray:
-    """Texture value in [0, 1] per hit point from its material's pattern kind, frequency, axis and photo."""
+def pattern(points: np.ndarray, mats: np.ndarray) -> np.ndarray:
+    """Procedural texture value in [0, 1] per hit point from its material's pattern kind, frequency and axis."""
     kind, freq, axis = mats[:, 6], mats[:, 7], mats[:, 8:11]
     along = (points * axis).sum(1) * freq
     stripes = 0.5 + 0.5 * np.sin(along + 0.6 * np.sin(points[:, 1] * freq * 0.37))
@@ -85,11 +71,7 @@ def pattern(points: np.ndarray, normals: np.ndarray, mats: np.ndarray) -> np.nda
         + np.sin(points[:, 2] * freq * 0.9 + np.sin(points[:, 1] * freq * 1.1))
     )
     checker = (np.floor(points * freq[:, None] * 0.5).sum(1) % 2).astype(np.float32)
-    photo = np.zeros(len(points), dtype=np.float32)
-    if (kind == PHOTO).any():
-        photo[kind == PHOTO] = photo_pattern(points[kind == PHOTO], normals[kind == PHOTO], mats[kind == PHOTO])
-    return np.select([kind == STRIPES, kind == NOISE, kind == CHECKER, kind == PHOTO], [stripes, noise, checker, photo],
-                     0.0)
+    return np.select([kind == STRIPES, kind == NOISE, kind == CHECKER], [stripes, noise, checker], 0.0)
 
 
 def render(
@@ -121,10 +103,10 @@ def render(
     n = normals[face]
     n *= -np.sign((n * dirs).sum(1, keepdims=True))  # face the camera: one-sided normals don't matter
     mats = materials[face_material[face]]
-    t = pattern(points, n, mats)[:, None]
+    t = pattern(points, mats)[:, None]
     albedo = mats[:, 0:3] * (1 - t) + mats[:, 3:6] * t
 
-    glow = mats[:, 12:13]
+    glow = mats[:, 11:12]
     # bounce light, a little stronger on surfaces facing up
     light = np.full((len(points), 1), rng.uniform(0.25, 0.6), dtype=np.float32) * (0.85 + 0.15 * n[:, 1:2])
     start = (points + n * 2e-3).astype(np.float32)
