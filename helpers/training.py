@@ -108,9 +108,16 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def trains_on_cuda(learn: Learner) -> bool:
+    """Whether fit will run on a GPU: fastai moves the model to the DataLoaders' device only when fitting starts, so
+    the model's own parameters still sit on the CPU when the precision is chosen."""
+    device = getattr(learn.dls, "device", None)
+    return device is not None and torch.device(device).type == "cuda"
+
+
 def set_precision(learn: Learner, precision: str = "auto") -> str:
     """Pick fp16 on CUDA, bf16 autocast on a bf16 CPU, else fp32; return what was chosen, in words."""
-    cuda = next(learn.model.parameters()).is_cuda
+    cuda = trains_on_cuda(learn)
     if precision == "auto":
         precision = "fp16" if cuda else ("bf16" if cpu_has_bf16() else "fp32")
     if precision == "fp16":

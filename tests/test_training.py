@@ -1,6 +1,7 @@
 """Training helpers: the stable split, stage checks, precision and the out-of-memory retry."""
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -130,6 +131,17 @@ def test_precision_follows_the_cpu(tiny_dataset, monkeypatch, has_bf16):
     assert any(isinstance(cb, training.CPUBf16) for cb in learn.cbs) == has_bf16
     with pytest.raises(ValueError, match="fp16 mixed precision needs a CUDA GPU"):
         training.set_precision(learn, "fp16")
+
+
+def test_precision_follows_the_device_fit_will_use(tiny_dataset):
+    labels = read_labels(tiny_dataset)
+    learn = training.make_learner(training.segmentation_dls(tiny_dataset, 32, 4, labels, num_workers=0), labels)
+    assert learn.dls.device.type == "cpu" and not training.trains_on_cuda(learn)
+    # on a GPU machine the DataLoaders hold the GPU while the model waits on the CPU until fit starts: the
+    # DataLoaders decide (a stand-in here, since moving real ones needs a GPU)
+    assert next(learn.model.parameters()).device.type == "cpu"
+    assert training.trains_on_cuda(SimpleNamespace(dls=SimpleNamespace(device=torch.device("cuda", 0))))
+    assert not training.trains_on_cuda(SimpleNamespace(dls=SimpleNamespace()))
 
 
 def test_a_bf16_step_leaves_fp32_weights(tiny_dataset):
