@@ -218,6 +218,8 @@ def json_safe(value):
     """NaN as None, recursively, so scores can be written as strict JSON."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
     return None if isinstance(value, float) and np.isnan(value) else value
 
 

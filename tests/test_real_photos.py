@@ -156,3 +156,25 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--images", data / "screenshots", "--labels", data / "labels", "--model", tmp_path / "none.onnx")
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path):
+    photos = ("--images", tiny_dataset / "screenshots", "--labels", tiny_dataset / "labels")
+    r = subprocess.run([sys.executable, "-m", "benchmarks.sim_to_real", "--data", str(tiny_dataset),
+                        *map(str, photos), "--epochs", "1", "--seeds", "3", "4", "--batchsize", "4"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [(run["seed"], run["stage"]) for run in result["runs"]] == [(3, "64x64"), (4, "64x64")]
+    assert all(0.0 <= run["structure"] <= 1.0 and run["minutes"] > 0 for run in result["runs"])
+    # the guess row is the layout guess scored on the same photos, as benchmarks.real_photos scores it
+    truths = [label for _, _, label in read_labelled_set(*photos[1::2])]
+    guesses = [layout_guess((t.shape[1], t.shape[0]), CODES) for t in truths]
+    iou = pooled_iou(truths, guesses, len(CODES))
+    assert result["layout"]["wall"] == pytest.approx(iou[WALL])
+    assert result["layout"]["structure"] == pytest.approx(structure_miou(iou, CODES, truths))
+    assert "layout guess" in r.stdout and "mean over seeds 3, 4" in r.stdout
+
+    r = subprocess.run([sys.executable, "-m", "benchmarks.sim_to_real", "--data", str(tmp_path), *map(str, photos)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "no labels.csv" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,142 @@
+"""Real-photo score of a generator or training change over several seeds, without a full `make demo`.
+
+    python -m benchmarks.sim_to_real --data DIR --images DIR --labels DIR [--epochs 18 5] [--seeds 42 7]
+                                     [--loss ce+dice] [--batchsize 8] [--lr 0.003 0.001] [--precision auto]
+
+Trains the chain as `make demo` does, from scratch at 64x64 and then one doubling per further `--epochs` value
+(defaults: the CPU preset's 64x64 and 128x128 stages, their batch sizes and learning rates), once per seed. Each
+stage is exported to ONNX and scored on the labelled photos exactly as `benchmarks.real_photos` scores a published
+model, beside the layout guess. Prints a row per seed and stage, then the mean and range over seeds per stage,
+and, as its last line, one JSON object. One run's score moves with the training seed about as much as most
+changes move it, so judge a change by the mean over seeds, measured in one session against the unchanged code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from fastai.torch_core import set_seed
+
+from helpers import training
+from helpers.demo import CPU
+from helpers.export import export_onnx
+from helpers.inference import Predictor, PredictorError
+from helpers.labels import LabelTable, read_labels
+from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled_set, score_predictor
+
+COLUMNS = ["structure", *STRUCTURE, "bedrooms"]
+
+
+def train_stage(data: Path, labels: LabelTable, res: int, batchsize: int, epochs: int, lr: float, loss: str,
+                seed: int, precision: str, start: dict | None = None):
+    """One stage of the chain as the notebooks train it: fastai's one-cycle fit, from scratch or from `start`."""
+    set_seed(seed, reproducible=True)
+    learn = training.make_learner(training.segmentation_dls(data, res, batchsize, labels, seed=seed), labels,
+                                  loss=loss)
+    if start is not None:
+        learn.model.load_state_dict(start)
+    training.set_precision(learn, precision)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(epochs, lr)
+    return learn
+
+
+def scores_row(result: dict) -> dict[str, float]:
+    """Structure mIoU, its four classes' IoU and the structure mIoU on the photos with a bed, of a scored model."""
+    bedrooms = result["subsets"].get("with a bed", {}).get("model", {}).get("structure_miou", float("nan"))
+    return {"structure": result["model"]["structure_miou"],
+            **{k: result["model"]["iou"][v] for k, v in STRUCTURE.items()}, "bedrooms": bedrooms}
+
+
+def run_seed(data: Path, photos: list, args: argparse.Namespace, seed: int, out: Path) -> tuple[list[dict], dict]:
+    """Train every stage for one seed; return a row per stage and the layout guess's row."""
+    labels = read_labels(data)
+    rows, state, guess = [], None, {}
+    for i, epochs in enumerate(args.epochs):
+        res = 64 * 2 ** i
+        batchsize = args.batchsize if i == 0 else training.scaled_batchsize(2 * args.batchsize, res)
+        t0 = time.time()
+        learn = train_stage(data, labels, res, batchsize, epochs, args.lr[min(i, 1)], args.loss, seed,
+                            args.precision, state)
+        minutes = (time.time() - t0) / 60
+        state = learn.model.state_dict()
+        model = export_onnx(learn.model, out / f"seed{seed}_{res}x.onnx", res, labels)
+        result = score_predictor(Predictor(model), photos)
+        with learn.no_bar():
+            dice = float(learn.validate()[2])
+        rows.append({"seed": seed, "stage": f"{res}x{res}", "epochs": epochs, **scores_row(result), "dice": dice,
+                     "minutes": minutes})
+        print(f"seed {seed:<5} {res:>4}x{res:<4} " + "  ".join(f"{c} {rows[-1][c]:.3f}" for c in [*COLUMNS, "dice"])
+              + f"  ({minutes:.1f} min)", flush=True)
+        guess = scores_row({"model": result["layout"],
+                            "subsets": {k: {"model": v["layout"]} for k, v in result["subsets"].items()}})
+    return rows, guess
+
+
+def summary(rows: list[dict], guess: dict) -> pd.DataFrame:
+    """Mean and range over seeds of each stage's scores, with the layout guess as the last row."""
+    frame = pd.DataFrame(rows)
+    stats = frame.groupby("stage", sort=False)[[*COLUMNS, "dice"]]
+    mean, low, high = stats.mean(), stats.min(), stats.max()
+    table = mean.map(lambda v: f"{v:.3f}")
+    if frame["seed"].nunique() > 1:
+        table = table + " (" + low.map(lambda v: f"{v:.3f}") + "-" + high.map(lambda v: f"{v:.3f}") + ")"
+    table.loc["layout guess"] = [f"{guess[c]:.3f}" for c in COLUMNS] + ["-"]
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.sim_to_real", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="a generated dataset (python -m helpers.synth)")
+    ap.add_argument("--images", type=Path, required=True, help="folder of real photos")
+    ap.add_argument("--labels", type=Path, required=True, help="folder of their label PNGs (255 = not scored)")
+    ap.add_argument("--epochs", type=int, nargs="+",
+                    default=[CPU["learner"]["small_epochs"], CPU["gobig_128"]["big_epochs"]],
+                    help="epochs of each stage: 64x64, then 128x128, ... (default: the CPU preset's first two)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
+    ap.add_argument("--loss", default="ce+dice", choices=list(training.LOSSES))
+    ap.add_argument("--batchsize", type=int, default=CPU["learner"]["batchsize"],
+                    help="at 64x64; larger stages scale it down as GoBig does from twice this")
+    ap.add_argument("--lr", type=float, nargs=2, default=[CPU["learner"]["lr"], CPU["gobig_128"]["lr"]],
+                    help="learning rate of the first stage and of the others")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    args = ap.parse_args(argv)
+    if not (args.data / "labels.csv").is_file():
+        print(f"error: {args.data} holds no labels.csv: make a dataset first, e.g. "
+              f"python -m helpers.synth --out {args.data} --n 400 --size 480x270", file=sys.stderr)
+        return 2
+    if not 1 <= len(args.epochs) <= 4 or min(args.epochs) < 1:
+        print("error: --epochs takes one to four positive counts (64x64, 128x128, 256x256, 512x512)", file=sys.stderr)
+        return 2
+    try:
+        photos = read_labelled_set(args.images, args.labels)
+    except LabelledSetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows, guess = [], {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fastai's and the ONNX tracer's notes, the same in every run
+        for seed in args.seeds:
+            try:
+                seed_rows, guess = run_seed(args.data, photos, args, seed, Path(tmp))
+            except (PredictorError, training.StageError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            rows += seed_rows
+    print(f"\n{len(photos)} photos; mean over seeds {', '.join(map(str, args.seeds))} (range), "
+          f"structure = mean IoU of {', '.join(STRUCTURE)}; bedrooms = structure on the photos with a bed")
+    print(summary(rows, guess).to_string())
+    print(json.dumps(json_safe({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                              "runs": rows, "layout": guess})))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
