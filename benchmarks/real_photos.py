@@ -17,7 +17,7 @@ from pathlib import Path
 
 from helpers.inference import Predictor, PredictorError
 from helpers.paths import trained_stages
-from helpers.photos import STRUCTURE, LabelledSetError, read_labelled_set, score_predictor, subsets_frame
+from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled_set, score_predictor, subsets_frame
 
 MODELS_DIR, SAVE_NAME = Path("Assets/Data~/models"), "unity_resnet34"
 
@@ -47,13 +47,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _no_nan(value):
-    """NaN as null, so the JSON line is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.real_photos", description=__doc__.split("\n")[0])
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     print()
     print(subsets_frame(result).to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
-    print(json.dumps(_no_nan(result)))
+    print(json.dumps(json_safe(result)))
     return 0
 
 
