@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks import sim_to_real
 from helpers.export import export_onnx
 from helpers.labels import BEDROOM, parse_labels
 from helpers.photos import (
@@ -158,13 +159,13 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path):
+def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path, capsys):
     photos = ("--images", tiny_dataset / "screenshots", "--labels", tiny_dataset / "labels")
-    r = subprocess.run([sys.executable, "-m", "benchmarks.sim_to_real", "--data", str(tiny_dataset),
-                        *map(str, photos), "--epochs", "1", "--seeds", "3", "4", "--batchsize", "4"],
-                       capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    code = sim_to_real.main(["--data", str(tiny_dataset), *map(str, photos), "--epochs", "1", "--seeds", "3", "4",
+                             "--batchsize", "4"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
     assert [(run["seed"], run["stage"]) for run in result["runs"]] == [(3, "64x64"), (4, "64x64")]
     assert all(0.0 <= run["structure"] <= 1.0 and run["minutes"] > 0 for run in result["runs"])
     # the guess row is the layout guess scored on the same photos, as benchmarks.real_photos scores it
@@ -173,8 +174,7 @@ def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_datase
     iou = pooled_iou(truths, guesses, len(CODES))
     assert result["layout"]["wall"] == pytest.approx(iou[WALL])
     assert result["layout"]["structure"] == pytest.approx(structure_miou(iou, CODES, truths))
-    assert "layout guess" in r.stdout and "mean over seeds 3, 4" in r.stdout
+    assert "layout guess" in out and "mean over seeds 3, 4" in out
 
-    r = subprocess.run([sys.executable, "-m", "benchmarks.sim_to_real", "--data", str(tmp_path), *map(str, photos)],
-                       capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 2 and "no labels.csv" in r.stderr and "Traceback" not in r.stderr
+    assert sim_to_real.main(["--data", str(tmp_path), *map(str, photos)]) == 2
+    assert "no labels.csv" in capsys.readouterr().err
