@@ -2,6 +2,7 @@
 
     python -m benchmarks.sim_to_real --data DIR --images DIR --labels DIR [--epochs 18 5] [--seeds 42 7]
                                      [--loss ce+dice] [--batchsize 8] [--lr 0.003 0.001] [--precision auto]
+                                     [--keep DIR]
 
 Trains the chain as `make demo` does, from scratch at 64x64 and then one doubling per further `--epochs` value
 (defaults: the CPU preset's 64x64 and 128x128 stages, their batch sizes and learning rates), once per seed. Each
@@ -9,6 +10,8 @@ stage is exported to ONNX and scored on the labelled photos exactly as `benchmar
 model, beside the layout guess. Prints a row per seed and stage, then the mean and range over seeds per stage,
 and, as its last line, one JSON object. One run's score moves with the training seed about as much as most
 changes move it, so judge a change by the mean over seeds, measured in one session against the unchanged code.
+`--keep DIR` keeps each seed's ONNX models (seed42_64x.onnx, ...) for a closer look, e.g. with
+`python -m benchmarks.real_photos --model DIR/seed42_128x.onnx`.
 """
 from __future__ import annotations
 
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, nargs=2, default=[CPU["learner"]["lr"], CPU["gobig_128"]["lr"]],
                     help="learning rate of the first stage and of the others")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    ap.add_argument("--keep", type=Path, help="folder to keep the exported models in (default: thrown away)")
     args = ap.parse_args(argv)
     if not (args.data / "labels.csv").is_file():
         print(f"error: {args.data} holds no labels.csv: make a dataset first, e.g. "
@@ -120,12 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     except LabelledSetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.keep is not None:
+        clash = [f"seed{s}_{64 * 2 ** i}x.onnx" for s in args.seeds for i in range(len(args.epochs))
+                 if (args.keep / f"seed{s}_{64 * 2 ** i}x.onnx").exists()]
+        if clash:
+            print(f"error: {args.keep} already holds {clash[0]}; choose an empty folder for --keep", file=sys.stderr)
+            return 2
     rows, guess = [], {}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fastai's and the ONNX tracer's notes, the same in every run
+        out = Path(tmp) if args.keep is None else args.keep
+        out.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             try:
-                seed_rows, guess = run_seed(args.data, photos, args, seed, Path(tmp))
+                seed_rows, guess = run_seed(args.data, photos, args, seed, out)
             except (PredictorError, training.StageError, ValueError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2

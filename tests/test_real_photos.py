@@ -161,8 +161,9 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
 
 def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path, capsys):
     photos = ("--images", tiny_dataset / "screenshots", "--labels", tiny_dataset / "labels")
+    keep = tmp_path / "models"
     code = sim_to_real.main(["--data", str(tiny_dataset), *map(str, photos), "--epochs", "1", "--seeds", "3", "4",
-                             "--batchsize", "4"])
+                             "--batchsize", "4", "--keep", str(keep)])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
@@ -175,6 +176,11 @@ def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_datase
     assert result["layout"]["wall"] == pytest.approx(iou[WALL])
     assert result["layout"]["structure"] == pytest.approx(structure_miou(iou, CODES, truths))
     assert "layout guess" in out and "mean over seeds 3, 4" in out
+    assert sorted(p.name for p in keep.iterdir()) == ["seed3_64x.onnx", "seed4_64x.onnx"]
+
+    # kept models are never overwritten by a second run
+    assert sim_to_real.main(["--data", str(tiny_dataset), *map(str, photos), "--seeds", "4", "--keep", str(keep)]) == 2
+    assert "already holds seed4_64x.onnx" in capsys.readouterr().err
 
     assert sim_to_real.main(["--data", str(tmp_path), *map(str, photos)]) == 2
     assert "no labels.csv" in capsys.readouterr().err
