@@ -67,6 +67,15 @@ def epochs(preset: dict) -> str:
                       for k in ("learner", "gobig_128", "gobig_256"))
 
 
+def slow_cpu_note(preset_name: str, bf16: bool) -> str | None:
+    """A warning when the CPU preset will train in fp32, far slower than the bf16 machine it is sized for."""
+    if preset_name != "cpu" or bf16:
+        return None
+    return ("note: this CPU has no native bf16 (AVX-512 bf16 or AMX), so training runs in fp32. The CPU preset is "
+            "sized for about 45 minutes with bf16; in fp32 on 2 cores its epochs took several times as long in our "
+            "trials, so expect a few hours. Stop with Ctrl-C at any time and resume with make demo FROM=<stage>.")
+
+
 def relative(path: Path) -> str:
     """A path as the notebooks see it: relative to the repo, where they run (no machine's folders in their outputs)."""
     return os.path.relpath(Path(path).resolve(), REPO)
@@ -135,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = chain[STAGE_NAMES.index(args.start):]
     data = REPO / args.data  # a relative --data is relative to the repo, where the notebooks run
     print(f"make demo: {name} preset, stages {', '.join(s.name for s in todo)}")
+    if note := slow_cpu_note(name, cpu_has_bf16()):
+        print(note)
     started = time.time()
     for stage in todo:
         t0 = time.time()

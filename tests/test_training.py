@@ -9,6 +9,7 @@ import torch
 from fastai.vision.all import PILImage, PILMask
 
 from helpers import training
+from helpers.demo import slow_cpu_note
 from helpers.labels import LabelTable, read_labels, write_labels
 from helpers.paths import in_validation, screenshots, stage_paths, training_files, validation_files
 
@@ -193,3 +194,9 @@ def test_training_crops_photo_shapes_and_validation_squishes_the_whole_screensho
     plain = squish((image, mask), split_idx=1)
     assert np.array_equal(np.array(valid[1]), np.array(plain[1]))  # the held-out masks are the whole screenshot
     assert np.abs(np.array(valid[0]).astype(int) - np.array(plain[0])).mean() < 2
+
+
+def test_demo_warns_before_a_cpu_run_without_bf16():
+    assert "fp32" in slow_cpu_note("cpu", bf16=False) and "FROM=" in slow_cpu_note("cpu", bf16=False)
+    assert slow_cpu_note("cpu", bf16=True) is None
+    assert slow_cpu_note("cuda", bf16=False) is None and slow_cpu_note("tiny", bf16=False) is None
