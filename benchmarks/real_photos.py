@@ -5,7 +5,8 @@
 Labels are one 8-bit class value per pixel (our class values, 0 = none of our classes, 255 = not scored), named
 as their photos. Prints per-class IoU of the model and of the guess (top 15% ceiling, bottom 35% floor, wall
 between), the structure mIoU (wall, floor, ceiling, bed), the same apart for the photos whose label holds a bed
-and those without, and, as its last line, one JSON object.
+and those without, what each structure class's pixels are predicted as and what the pixels predicted as it
+really are (the model's mistakes, pooled over the photos), and, as its last line, one JSON object.
 """
 from __future__ import annotations
 
@@ -15,9 +16,19 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from helpers.inference import Predictor, PredictorError
 from helpers.paths import trained_stages
-from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled_set, score_predictor, subsets_frame
+from helpers.photos import (
+    STRUCTURE,
+    LabelledSetError,
+    json_safe,
+    mistakes_frame,
+    read_labelled_set,
+    score_predictor,
+    subsets_frame,
+)
 
 MODELS_DIR, SAVE_NAME = Path("Assets/Data~/models"), "unity_resnet34"
 
@@ -65,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     print()
     print(subsets_frame(result).to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    print("\nwhere the structure pixels go (shares of the labelled pixels, and of the predicted ones):")
+    with pd.option_context("display.max_colwidth", None, "display.width", 250):
+        print(mistakes_frame(result["model"]["confusion"], list(predictor.codes)).to_string())
     print(json.dumps(json_safe(result)))
     return 0
 

@@ -124,9 +124,19 @@ def confusion(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def pooled_confusion(truths: list[np.ndarray], preds: list[np.ndarray], n_classes: int) -> np.ndarray:
+    """The confusion matrices of all images summed (row: truth, column: prediction)."""
+    return sum((confusion(t, p, n_classes) for t, p in zip(truths, preds)), np.zeros((n_classes, n_classes), np.int64))
+
+
 def pooled_iou(truths: list[np.ndarray], preds: list[np.ndarray], n_classes: int) -> np.ndarray:
     """Per-class IoU with intersections and unions summed over all images; NaN for a class in neither."""
-    cm = sum((confusion(t, p, n_classes) for t, p in zip(truths, preds)), np.zeros((n_classes, n_classes), np.int64))
+    return confusion_iou(pooled_confusion(truths, preds, n_classes))
+
+
+def confusion_iou(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU of a confusion matrix; NaN for a class in neither truth nor prediction."""
+    n_classes = len(cm)
     inter = np.diag(cm).astype(np.float64)
     union = cm.sum(0) + cm.sum(1) - inter
     iou = np.full(n_classes, np.nan)
@@ -163,9 +173,30 @@ def present_miou(iou: np.ndarray, truths: list[np.ndarray]) -> float:
 
 def score_masks(truths: list[np.ndarray], masks: list[np.ndarray], codes: list[str]) -> dict:
     """IoU per class (pooled), structure mIoU over the structure classes in the labels, and present mIoU."""
-    iou = pooled_iou(truths, masks, len(codes))
+    cm = pooled_confusion(truths, masks, len(codes))
+    iou = confusion_iou(cm)
     return {"iou": {codes[v]: float(iou[v]) for v in range(len(codes))},
-            "structure_miou": structure_miou(iou, codes, truths), "present_miou": present_miou(iou, truths)}
+            "structure_miou": structure_miou(iou, codes, truths), "present_miou": present_miou(iou, truths),
+            "confusion": cm.tolist()}
+
+
+def mistakes_frame(cm: np.ndarray | list, codes: list[str], top: int = 4) -> pd.DataFrame:
+    """For each structure class, the shares of its labelled pixels by predicted class and of the pixels predicted as
+    it by true class, largest first: what it is taken for, and what is taken for it."""
+    cm = np.asarray(cm, dtype=np.float64)
+
+    def largest(counts: np.ndarray) -> str:
+        if counts.sum() == 0:
+            return "-"
+        order = np.argsort(-counts, kind="stable")[:top]
+        return ", ".join(f"{codes[j]} {counts[j] / counts.sum():.2f}" for j in order if counts[j] > 0)
+
+    rows = {}
+    for name, cls in STRUCTURE.items():
+        v = class_value(codes, cls)
+        rows[name] = {"labelled pixels": int(cm[v].sum()), "predicted as": largest(cm[v]),
+                      "predicted pixels": int(cm[:, v].sum()), "labelled as": largest(cm[:, v])}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def score_predictor(predictor, photos: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:

@@ -17,6 +17,8 @@ from helpers.labels import BEDROOM, parse_labels
 from helpers.photos import (
     LabelledSetError,
     layout_guess,
+    mistakes_frame,
+    pooled_confusion,
     pooled_iou,
     present_miou,
     read_labelled_set,
@@ -59,6 +61,19 @@ def test_iou_is_pooled_over_images_not_averaged():
     iou = pooled_iou([t1, t2], [p1, p2], 3)
     assert iou[1] == pytest.approx(4 / 5)  # the mean of per-image IoUs would be 0.5
     assert iou[2] == pytest.approx(1 / 2)
+
+
+def test_mistakes_say_what_each_structure_class_is_taken_for_and_what_is_taken_for_it():
+    truth = np.array([[1, 1, 1, 1, 2, 2, 255, 0]], np.uint8)
+    pred = np.array([[1, 1, 0, 5, 5, 2, 5, 5]], np.uint8)
+    frame = mistakes_frame(pooled_confusion([truth], [pred], len(CODES)), CODES, top=2)
+    # 4 wall pixels: 2 predicted wall, then one each as void and bed (ties keep class order)
+    assert frame.loc["wall", "labelled pixels"] == 4
+    assert frame.loc["wall", "predicted as"] == "building_wall 0.50, void 0.25"
+    # 3 scored pixels predicted bed (the 255 one is not scored): one each from wall, floor and void, none a bed
+    assert frame.loc["bed", "predicted pixels"] == 3 and frame.loc["bed", "labelled pixels"] == 0
+    assert frame.loc["bed", "labelled as"] == "void 0.33, building_wall 0.33"
+    assert frame.loc["bed", "predicted as"] == "-" and frame.loc["ceiling", "labelled as"] == "-"
 
 
 def test_structure_miou_uses_class_names():
@@ -152,6 +167,9 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
     assert result["subsets"] and set(result["subsets"]) <= {"with a bed", "without a bed"}
     assert all(name in r.stdout for name in result["subsets"])
     assert result["layout"]["structure_miou"] is not None
+    # every pixel is predicted wall, so whatever a floor pixel is, it is taken for wall
+    floors = sum((m == FLOOR).sum() for m in masks)
+    assert sum(result["model"]["confusion"][FLOOR]) == floors and "building_wall 1.00" in r.stdout
 
     r = run_cli("--images", tmp_path / "missing", "--labels", data / "labels", "--model", onnx)
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
