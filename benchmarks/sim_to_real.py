@@ -2,7 +2,7 @@
 
     python -m benchmarks.sim_to_real --data DIR --images DIR --labels DIR [--epochs 18 5] [--seeds 42 7]
                                      [--loss ce+dice] [--batchsize 8] [--lr 0.003 0.001] [--precision auto]
-                                     [--keep DIR]
+                                     [--keep DIR] [--every-epoch]
 
 Trains the chain as `make demo` does, from scratch at 64x64 and then one doubling per further `--epochs` value
 (defaults: the CPU preset's 64x64 and 128x128 stages, their batch sizes and learning rates), once per seed. Each
@@ -11,7 +11,9 @@ model, beside the layout guess. Prints a row per seed and stage, then the mean a
 and, as its last line, one JSON object. One run's score moves with the training seed about as much as most
 changes move it, so judge a change by the mean over seeds, measured in one session against the unchanged code.
 `--keep DIR` keeps each seed's ONNX models (seed42_64x.onnx, ...) for a closer look, e.g. with
-`python -m benchmarks.real_photos --model DIR/seed42_128x.onnx`.
+`python -m benchmarks.real_photos --model DIR/seed42_128x.onnx`. `--every-epoch` also scores the photos after
+every epoch (in PyTorch, prepared as the ONNX model prepares them), to see whether a stage's last score is a trend
+or one point of a score that swings from epoch to epoch.
 """
 from __future__ import annotations
 
@@ -23,25 +25,57 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 
 from helpers import training
 from helpers.demo import CPU
-from helpers.export import export_onnx
-from helpers.inference import Predictor, PredictorError
+from helpers.export import export_onnx, torch_masks
+from helpers.inference import Predictor, PredictorError, resize_mask, squish
 from helpers.labels import LabelTable, read_labels
-from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled_set, score_predictor
+from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled_set, score_masks, score_predictor
 
 COLUMNS = ["structure", *STRUCTURE, "bedrooms"]
 
 
+class EpochScores(Callback):
+    """The structure mIoU and its classes' IoU on the photos after every epoch, printed and kept in `rows`."""
+
+    order = 100  # after the recorder has closed the epoch
+
+    def __init__(self, photos: list, codes: list[str], res: int):
+        self.truths = [label for _, _, label in photos]
+        self.images = np.stack([squish(image, res) for _, image, _ in photos])
+        self.codes, self.rows, self.trained = codes, [], False
+
+    def before_train(self):
+        self.trained = True
+
+    def after_epoch(self):
+        if not self.trained:  # learn.validate() also ends with an after_epoch, with no training in it
+            return
+        self.trained = False
+        masks = torch_masks(self.learn.model, self.images)
+        full = [resize_mask(m, (t.shape[1], t.shape[0])) for m, t in zip(masks, self.truths)]
+        result = score_masks(self.truths, full, self.codes)
+        row = {"epoch": self.epoch + 1, "structure": result["structure_miou"],
+               **{k: result["iou"][v] for k, v in STRUCTURE.items()}}
+        self.rows.append(row)
+        print("    epoch {epoch:>2}: structure {structure:.3f}  wall {wall:.3f}  floor {floor:.3f}  "
+              "ceiling {ceiling:.3f}  bed {bed:.3f}".format(**row), flush=True)
+
+
 def train_stage(data: Path, labels: LabelTable, res: int, batchsize: int, epochs: int, lr: float, loss: str,
-                seed: int, precision: str, start: dict | None = None):
-    """One stage of the chain as the notebooks train it: fastai's one-cycle fit, from scratch or from `start`."""
+                seed: int, precision: str, start: dict | None = None, photos: list | None = None):
+    """One stage of the chain as the notebooks train it: fastai's one-cycle fit, from scratch or from `start`;
+    with `photos`, scored on them after every epoch."""
     set_seed(seed, reproducible=True)
     learn = training.make_learner(training.segmentation_dls(data, res, batchsize, labels, seed=seed), labels,
                                   loss=loss)
+    if photos is not None:
+        learn.add_cb(EpochScores(photos, list(labels.codes), res))
     if start is not None:
         learn.model.load_state_dict(start)
     training.set_precision(learn, precision)
@@ -66,7 +100,7 @@ def run_seed(data: Path, photos: list, args: argparse.Namespace, seed: int, out:
         batchsize = args.batchsize if i == 0 else training.scaled_batchsize(2 * args.batchsize, res)
         t0 = time.time()
         learn = train_stage(data, labels, res, batchsize, epochs, args.lr[min(i, 1)], args.loss, seed,
-                            args.precision, state)
+                            args.precision, state, photos if args.every_epoch else None)
         minutes = (time.time() - t0) / 60
         state = learn.model.state_dict()
         model = export_onnx(learn.model, out / f"seed{seed}_{res}x.onnx", res, labels)
@@ -75,6 +109,8 @@ def run_seed(data: Path, photos: list, args: argparse.Namespace, seed: int, out:
             dice = float(learn.validate()[2])
         rows.append({"seed": seed, "stage": f"{res}x{res}", "epochs": epochs, **scores_row(result), "dice": dice,
                      "minutes": minutes})
+        if args.every_epoch:
+            rows[-1]["per_epoch"] = learn.epoch_scores.rows
         print(f"seed {seed:<5} {res:>4}x{res:<4} " + "  ".join(f"{c} {rows[-1][c]:.3f}" for c in [*COLUMNS, "dice"])
               + f"  ({minutes:.1f} min)", flush=True)
         guess = scores_row({"model": result["layout"],
@@ -111,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="learning rate of the first stage and of the others")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
     ap.add_argument("--keep", type=Path, help="folder to keep the exported models in (default: thrown away)")
+    ap.add_argument("--every-epoch", action="store_true", help="also score the photos after every epoch")
     args = ap.parse_args(argv)
     if not (args.data / "labels.csv").is_file():
         print(f"error: {args.data} holds no labels.csv: make a dataset first, e.g. "

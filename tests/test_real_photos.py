@@ -181,12 +181,16 @@ def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_datase
     photos = ("--images", tiny_dataset / "screenshots", "--labels", tiny_dataset / "labels")
     keep = tmp_path / "models"
     code = sim_to_real.main(["--data", str(tiny_dataset), *map(str, photos), "--epochs", "1", "--seeds", "3", "4",
-                             "--batchsize", "4", "--keep", str(keep)])
+                             "--batchsize", "4", "--keep", str(keep), "--every-epoch"])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert [(run["seed"], run["stage"]) for run in result["runs"]] == [(3, "64x64"), (4, "64x64")]
     assert all(0.0 <= run["structure"] <= 1.0 and run["minutes"] > 0 for run in result["runs"])
+    # the last epoch's score, taken in PyTorch, is the exported model's score
+    assert all(len(run["per_epoch"]) == 1 for run in result["runs"])
+    assert all(run["per_epoch"][-1]["structure"] == pytest.approx(run["structure"], abs=0.02) for run in result["runs"])
+    assert "epoch  1: structure" in out
     # the guess row is the layout guess scored on the same photos, as benchmarks.real_photos scores it
     truths = [label for _, _, label in read_labelled_set(*photos[1::2])]
     guesses = [layout_guess((t.shape[1], t.shape[0]), CODES) for t in truths]
