@@ -40,6 +40,16 @@ from helpers.photos import STRUCTURE, LabelledSetError, json_safe, read_labelled
 COLUMNS = ["structure", *STRUCTURE, "bedrooms"]
 
 
+def stage_res(stage: int) -> int:
+    """The side of stage 0 (64x64), 1 (128x128), ... of the chain."""
+    return 64 * 2 ** stage
+
+
+def model_file(seed: int, res: int) -> str:
+    """File name of a seed's exported model at one resolution."""
+    return f"seed{seed}_{res}x.onnx"
+
+
 class EpochScores(Callback):
     """The structure mIoU and its classes' IoU on the photos after every epoch, printed and kept in `rows`."""
 
@@ -96,14 +106,14 @@ def run_seed(data: Path, photos: list, args: argparse.Namespace, seed: int, out:
     labels = read_labels(data)
     rows, state, guess = [], None, {}
     for i, epochs in enumerate(args.epochs):
-        res = 64 * 2 ** i
+        res = stage_res(i)
         batchsize = args.batchsize if i == 0 else training.scaled_batchsize(2 * args.batchsize, res)
         t0 = time.time()
         learn = train_stage(data, labels, res, batchsize, epochs, args.lr[min(i, 1)], args.loss, seed,
                             args.precision, state, photos if args.every_epoch else None)
         minutes = (time.time() - t0) / 60
         state = learn.model.state_dict()
-        model = export_onnx(learn.model, out / f"seed{seed}_{res}x.onnx", res, labels)
+        model = export_onnx(learn.model, out / model_file(seed, res), res, labels)
         result = score_predictor(Predictor(model), photos)
         with learn.no_bar():
             dice = float(learn.validate()[2])
@@ -162,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.keep is not None:
-        clash = [f"seed{s}_{64 * 2 ** i}x.onnx" for s in args.seeds for i in range(len(args.epochs))
-                 if (args.keep / f"seed{s}_{64 * 2 ** i}x.onnx").exists()]
+        clash = [name for s in args.seeds for i in range(len(args.epochs))
+                 if (args.keep / (name := model_file(s, stage_res(i)))).exists()]
         if clash:
             print(f"error: {args.keep} already holds {clash[0]}; choose an empty folder for --keep", file=sys.stderr)
             return 2
