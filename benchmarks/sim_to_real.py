@@ -78,12 +78,13 @@ class EpochScores(Callback):
 
 
 def train_stage(data: Path, labels: LabelTable, res: int, batchsize: int, epochs: int, lr: float, loss: str,
-                seed: int, precision: str, start: dict | None = None, photos: list | None = None):
+                seed: int, precision: str, start: dict | None = None, photos: list | None = None,
+                random_conv: float = 0.0):
     """One stage of the chain as the notebooks train it: fastai's one-cycle fit, from scratch or from `start`;
     with `photos`, scored on them after every epoch."""
     set_seed(seed, reproducible=True)
-    learn = training.make_learner(training.segmentation_dls(data, res, batchsize, labels, seed=seed), labels,
-                                  loss=loss)
+    dls = training.segmentation_dls(data, res, batchsize, labels, seed=seed, random_conv=random_conv)
+    learn = training.make_learner(dls, labels, loss=loss)
     if photos is not None:
         learn.add_cb(EpochScores(photos, list(labels.codes), res))
     if start is not None:
@@ -110,7 +111,7 @@ def run_seed(data: Path, photos: list, args: argparse.Namespace, seed: int, out:
         batchsize = args.batchsize if i == 0 else training.scaled_batchsize(2 * args.batchsize, res)
         t0 = time.time()
         learn = train_stage(data, labels, res, batchsize, epochs, args.lr[min(i, 1)], args.loss, seed,
-                            args.precision, state, photos if args.every_epoch else None)
+                            args.precision, state, photos if args.every_epoch else None, args.random_conv)
         minutes = (time.time() - t0) / 60
         state = learn.model.state_dict()
         model = export_onnx(learn.model, out / model_file(seed, res), res, labels)
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, nargs=2, default=[CPU["learner"]["lr"], CPU["gobig_128"]["lr"]],
                     help="learning rate of the first stage and of the others")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    ap.add_argument("--random-conv", type=float, default=0.0, metavar="P",
+                    help="share of training batches filtered by a random convolution (the notebooks' random_conv)")
     ap.add_argument("--keep", type=Path, help="folder to keep the exported models in (default: thrown away)")
     ap.add_argument("--every-epoch", action="store_true", help="also score the photos after every epoch")
     args = ap.parse_args(argv)

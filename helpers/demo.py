@@ -50,9 +50,10 @@ CPU = {"images": 1000, "size": "480x270",
 # dataset in the Unity scene's capture size.
 CUDA = {"images": 2000, "size": "960x540", "learner": {"small_epochs": 35}, "gobig_128": {"big_epochs": 20},
         "gobig_256": {"big_epochs": 25}, "onnx": {}}
-# Tiny preset: the whole chain in a couple of minutes, for the tests.
-TINY = {"images": 14, "size": "320x256", "learner": {"batchsize": 4, "small_epochs": 1},
-        "gobig_128": {"big_epochs": 1, "small_batchsize": 8}, "gobig_256": {"big_epochs": 1, "small_batchsize": 8},
+# Tiny preset: the whole chain in a couple of minutes, for the tests (random_conv on, so they run its path too).
+TINY = {"images": 14, "size": "320x256", "learner": {"batchsize": 4, "small_epochs": 1, "random_conv": 0.5},
+        "gobig_128": {"big_epochs": 1, "small_batchsize": 8, "random_conv": 0.5},
+        "gobig_256": {"big_epochs": 1, "small_batchsize": 8},
         "onnx": {"n_timing_runs": 2}}
 PRESETS = {"cpu": CPU, "cuda": CUDA, "tiny": TINY}
 

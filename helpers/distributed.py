@@ -56,6 +56,7 @@ class TrainingStage:
     seed: int
     precision: str
     input_res: int | None = None  # a GoBig stage starts from the weights of this resolution
+    random_conv: float = 0.0
 
 
 def _value(node: ast.expr):
@@ -81,7 +82,8 @@ def stage_from(params: dict) -> TrainingStage:
     lr = params["lr"]
     lr = slice(*lr) if isinstance(lr, (list, tuple)) else lr
     common = dict(data_path=Path(params["data_path"]), lr=lr, loss=params["loss"], model_arch=params["model_arch"],
-                  save_name=params["save_name"], seed=params["seed"], precision=params["precision"])
+                  save_name=params["save_name"], seed=params["seed"], precision=params["precision"],
+                  random_conv=params.get("random_conv", 0.0))
     if "output_res" in params:  # GoBig.ipynb
         batchsize = params["batchsize"] or training.scaled_batchsize(params["small_batchsize"], params["output_res"])
         return TrainingStage(res=params["output_res"], input_res=params["input_res"], batchsize=batchsize,
@@ -172,7 +174,8 @@ def train(stage: TrainingStage, cbs: list[Callback] | None = None) -> Learner:
         weights = training.check_stage_inputs(stage.data_path, labels, stage.save_name, stage.input_res, stage.res)
     # rank 0's shuffled order is broadcast to all, so the seed only varies augmentations between ranks
     set_seed(stage.seed + rank, reproducible=True)
-    dls = training.segmentation_dls(stage.data_path, stage.res, stage.batchsize, labels, seed=stage.seed)
+    dls = training.segmentation_dls(stage.data_path, stage.res, stage.batchsize, labels, seed=stage.seed,
+                                    random_conv=stage.random_conv)
     learn = training.make_learner(dls, labels, getattr(models, stage.model_arch), stage.use_transfer, stage.loss)
     if weights is not None:
         learn.model.load_state_dict(training.read_weights(weights)[1])
@@ -297,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batchsize", type=int, help="per process: the global batch is this times the processes")
     ap.add_argument("--lr", type=parse_lr, help="1e-3, or LOW:HIGH")
     ap.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"])
+    ap.add_argument("--random-conv", type=float, metavar="P", help="share of batches through a random convolution")
     ap.add_argument("--save-name")
     args = ap.parse_args(argv)
     if args.stage < 64 or args.stage & (args.stage - 1):
         ap.error(f"--stage must be 64 or a larger power of two; got {args.stage}")
     stage = default_stage(args.stage)
     overrides = {"data_path": args.data, "input_res": args.input_res, "epochs": args.epochs,
-                 "batchsize": args.batchsize, "lr": args.lr, "precision": args.precision, "save_name": args.save_name}
+                 "batchsize": args.batchsize, "lr": args.lr, "precision": args.precision, "save_name": args.save_name,
+                 "random_conv": args.random_conv}
     stage = replace(stage, **{k: v for k, v in overrides.items() if v is not None})
     if not (stage.data_path / "labels.csv").is_file():
         print(f"error: {stage.data_path} holds no labels.csv: give the dataset folder with --data", file=sys.stderr)

@@ -23,9 +23,11 @@ from fastai.vision.all import (
     ImageBlock,
     MaskBlock,
     RandomResizedCrop,
+    RandTransform,
     Resize,
     ResizeMethod,
     Saturation,
+    TensorImage,
     aug_transforms,
     imagenet_stats,
     resnet34,
@@ -40,12 +42,37 @@ from helpers.labels import LabelTable
 from helpers.paths import in_validation, label_of, screenshots, stage_paths
 
 
-def batch_augmentations() -> list:
+class RandomConv(RandTransform):
+    """Filters each training image of a batch with its own random convolution (Xu et al., ICLR 2021, "random
+    convolutions"), blended with the original by a random share: textures and colours change, shapes stay."""
+
+    split_idx, order = 0, 45  # training only; after fastai's lighting transforms, before Normalize
+
+    def __init__(self, p: float = 0.5, kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)):
+        super().__init__(p=p)
+        self.kernel_sizes = kernel_sizes
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        b, c, h, w = x.shape
+        k = int(np.random.choice(self.kernel_sizes))
+        weight = torch.randn(b * c, c, k, k, device=x.device, dtype=x.dtype) / np.sqrt(c * k * k)
+        out = torch.nn.functional.conv2d(x.reshape(1, b * c, h, w), weight, padding=k // 2, groups=b)
+        out = out.reshape(b, c, h, w)
+        # back to the image's own brightness and contrast per channel, so the blend stays a plausible photo
+        mean, std = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True)
+        out = (out - out.mean((2, 3), keepdim=True)) / (out.std((2, 3), keepdim=True) + 1e-6) * std + mean
+        alpha = torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype)
+        return TensorImage((alpha * x + (1 - alpha) * out).clamp(0, 1))
+
+
+def batch_augmentations(random_conv: float = 0.0) -> list:
     """Augmentations applied per batch: flips, small rotations, zoom, warp, lighting, saturation and hue, never upside
-    down; colour shifts so the model leans on shape and context rather than on the generator's palette."""
+    down; colour shifts so the model leans on shape and context rather than on the generator's palette; with
+    `random_conv` > 0, that share of the batches also through RandomConv."""
     return [*aug_transforms(do_flip=True, flip_vert=False, max_rotate=5.0, max_zoom=1.1, max_lighting=0.2,
                             max_warp=0.1, p_lighting=0.75),
-            Saturation(max_lighting=0.35, p=0.75), Hue(max_hue=0.06, p=0.5)]
+            Saturation(max_lighting=0.35, p=0.75), Hue(max_hue=0.06, p=0.5),
+            *([RandomConv(p=random_conv)] if random_conv > 0 else [])]
 
 
 def item_transform(image_size: int, augment: bool = True):
@@ -57,17 +84,18 @@ def item_transform(image_size: int, augment: bool = True):
 
 
 def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, labels: LabelTable,
-                     seed: int = 0, augment: bool = True, num_workers: int | None = None):
+                     seed: int = 0, augment: bool = True, num_workers: int | None = None, random_conv: float = 0.0):
     """fastai DataLoaders of screenshots and index masks, squished to image_size x image_size.
 
-    The split is `paths.in_validation` (file names only); `seed` only shuffles the training batches."""
+    The split is `paths.in_validation` (file names only); `seed` only shuffles the training batches; `random_conv`
+    is the share of training batches filtered by RandomConv."""
     block = DataBlock(
         blocks=(ImageBlock, MaskBlock(codes=labels.codes)),
         get_items=screenshots,
         get_y=label_of,
         splitter=FuncSplitter(in_validation),
         item_tfms=item_transform(image_size, augment),
-        batch_tfms=[*(batch_augmentations() if augment else []), Normalize.from_stats(*imagenet_stats)],
+        batch_tfms=[*(batch_augmentations(random_conv) if augment else []), Normalize.from_stats(*imagenet_stats)],
     )
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)

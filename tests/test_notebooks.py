@@ -93,6 +93,7 @@ def test_every_stage_and_the_onnx_notebook_hold_out_the_same_files(chain):
 def test_demo_keeps_every_step_and_the_repo_notebooks_untouched(chain):
     assert "output_res = 256" in "".join(c.source for c in chain["gobig"].cells)
     assert "output_res = 128" in "".join(c.source for c in chain["gobig128"].cells)
+    assert chain["seg"].metadata.papermill.parameters["random_conv"] == 0.5  # the tiny preset trains through it
     assert sorted(p.name for p in (chain["root"] / "runs").iterdir()) == [
         "GoBig_128_to_256.ipynb", "GoBig_64_to_128.ipynb", "ONNX.ipynb", "RealImagePred.ipynb",
         "SegmentationLearner.ipynb"]

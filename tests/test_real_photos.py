@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from benchmarks import sim_to_real
+from helpers import training
 from helpers.export import export_onnx
 from helpers.labels import BEDROOM, parse_labels
 from helpers.photos import (
@@ -177,13 +178,17 @@ def test_benchmark_cli_on_a_tiny_generated_set(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path, capsys):
+def test_sim_to_real_trains_each_seed_and_scores_it_beside_the_guess(tiny_dataset, tmp_path, capsys, monkeypatch):
     photos = ("--images", tiny_dataset / "screenshots", "--labels", tiny_dataset / "labels")
     keep = tmp_path / "models"
+    shares, dataloaders = [], training.segmentation_dls
+    monkeypatch.setattr(training, "segmentation_dls",
+                        lambda *args, **kwargs: shares.append(kwargs["random_conv"]) or dataloaders(*args, **kwargs))
     code = sim_to_real.main(["--data", str(tiny_dataset), *map(str, photos), "--epochs", "1", "--seeds", "3", "4",
-                             "--batchsize", "4", "--keep", str(keep), "--every-epoch"])
+                             "--batchsize", "4", "--keep", str(keep), "--every-epoch", "--random-conv", "0.5"])
     out, err = capsys.readouterr()
     assert code == 0, err
+    assert shares == [0.5, 0.5]  # each seed's training batches go through the random convolution
     result = json.loads(out.strip().splitlines()[-1])
     assert [(run["seed"], run["stage"]) for run in result["runs"]] == [(3, "64x64"), (4, "64x64")]
     assert all(0.0 <= run["structure"] <= 1.0 and run["minutes"] > 0 for run in result["runs"])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fastai.vision.all import PILImage, PILMask
+from fastai.vision.all import PILImage, PILMask, TensorImage, TensorMask
 
 from helpers import training
 from helpers.demo import slow_cpu_note
@@ -200,3 +200,26 @@ def test_demo_warns_before_a_cpu_run_without_bf16():
     assert "fp32" in slow_cpu_note("cpu", bf16=False) and "FROM=" in slow_cpu_note("cpu", bf16=False)
     assert slow_cpu_note("cpu", bf16=True) is None
     assert slow_cpu_note("cuda", bf16=False) is None and slow_cpu_note("tiny", bf16=False) is None
+
+
+def test_random_convolution_changes_textures_keeps_masks_and_skips_validation():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    image = torch.full((4, 3, 32, 32), 0.3)
+    image[..., 16:] = 0.7  # a vertical edge: the shape that must survive
+    x, y = TensorImage(image), TensorMask(torch.randint(0, 5, (4, 32, 32)))
+    conv = training.RandomConv(p=1.0)
+    tx, ty = conv((x, y), split_idx=0)
+    assert isinstance(tx, TensorImage) and tx.shape == x.shape and 0 <= tx.min() and tx.max() <= 1
+    assert torch.equal(ty, y)
+    assert not torch.allclose(tx, x)
+    assert not torch.allclose(tx[0], tx[1])  # each image its own filter and blend
+    inner = (slice(None), slice(None), slice(8, 24))
+    left, right = tx[..., 4:12][inner].mean((2, 3)), tx[..., 20:28][inner].mean((2, 3))
+    assert ((left - right).abs() > 0.05).all()  # the edge is still there, whatever the filter did to its contrast
+    assert (tx.mean((2, 3)) - x.mean((2, 3))).abs().max() < 0.05  # brightness kept
+    vx, vy = conv((x, y), split_idx=1)
+    assert torch.equal(vx, x) and torch.equal(vy, y)
+    assert not any(isinstance(t, training.RandomConv) for t in training.batch_augmentations())
+    assert any(isinstance(t, training.RandomConv) for t in training.batch_augmentations(0.5))
+
