@@ -2,7 +2,7 @@
 
     python -m benchmarks.sim_to_real --data DIR --images DIR --labels DIR [--epochs 18 5] [--seeds 42 7]
                                      [--loss ce+dice] [--batchsize 8] [--lr 0.003 0.001] [--precision auto]
-                                     [--keep DIR] [--every-epoch]
+                                     [--random-conv P] [--keep DIR] [--every-epoch]
 
 Trains the chain as `make demo` does, from scratch at 64x64 and then one doubling per further `--epochs` value
 (defaults: the CPU preset's 64x64 and 128x128 stages, their batch sizes and learning rates), once per seed. Each
