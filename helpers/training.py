@@ -43,8 +43,9 @@ from helpers.paths import in_validation, label_of, screenshots, stage_paths
 
 
 class RandomConv(RandTransform):
-    """Filters each training image of a batch with its own random convolution (Xu et al., ICLR 2021, "random
-    convolutions"), blended with the original by a random share: textures and colours change, shapes stay."""
+    """Filters each training image of a batch with its own random convolution weights (one kernel size per batch;
+    Xu et al., ICLR 2021, "random convolutions"), blended with the original by a random share: textures and colours
+    change, shapes stay."""
 
     split_idx, order = 0, 45  # training only; after fastai's lighting transforms, before Normalize
 

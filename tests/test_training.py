@@ -222,4 +222,3 @@ def test_random_convolution_changes_textures_keeps_masks_and_skips_validation():
     assert torch.equal(vx, x) and torch.equal(vy, y)
     assert not any(isinstance(t, training.RandomConv) for t in training.batch_augmentations())
     assert any(isinstance(t, training.RandomConv) for t in training.batch_augmentations(0.5))
-
