@@ -92,7 +92,10 @@ def parse_labels(text: str, source: str = "labels.csv") -> LabelTable:
     if header != HEADER:
         missing = [h for h in HEADER if h not in header]
         detail = f"missing column(s) {', '.join(missing)}" if missing else f"columns are {','.join(header)}"
-        raise LabelsError(f"{source}: header must be exactly {','.join(HEADER)} ({detail}).")
+        first = text.lstrip("\ufeff").splitlines()[0][:120]
+        hint = " Separate the values with commas, not semicolons or tabs." if len(header) == 1 and \
+            any(c in first for c in ";\t") else ""
+        raise LabelsError(f"{source}: header must be exactly {','.join(HEADER)} ({detail}); line 1 is {first!r}.{hint}")
     problems: list[str] = []
     names: list[str] = []
     colors: list[tuple[int, int, int]] = []
@@ -131,11 +134,19 @@ def parse_labels(text: str, source: str = "labels.csv") -> LabelTable:
 def read_labels(path: str | Path) -> LabelTable:
     """Read a labels.csv file (or the labels.csv inside a dataset folder)."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != "labels.csv":
         path = path / "labels.csv"
+    if path.is_dir():
+        raise LabelsError(f"{path} is a folder; it must be a text file with one row per class.")
     if not path.is_file():
         raise LabelsError(f"{path} not found: a dataset needs a labels.csv with one row per class.")
-    return parse_labels(path.read_text(encoding="utf-8-sig"), str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelsError(f"{path} is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}, as in Latin-1 or "
+                          "Windows-1252): save it as UTF-8 (in Excel: 'CSV UTF-8').") from None
+    return parse_labels(text, str(path))
 
 
 def format_labels(table: LabelTable) -> str:

@@ -1,4 +1,5 @@
 """Each bad input gets its own broken copy of the tiny dataset and a report that names the files."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,102 @@ def test_debugging_aids(tiny_dataset):
     img = highlight_class(tiny_dataset / "labels" / "0.png", 2)
     m = np.array(Image.open(tiny_dataset / "labels" / "0.png"))
     assert img.dtype == np.uint8 and ((img == 255) == (m == 2)).all()
+
+
+def test_files_training_reads_are_checked_whatever_their_suffix(dataset_copy):
+    for sub in ("screenshots", "labels"):
+        (dataset_copy / sub / "5.png").rename(dataset_copy / sub / "5.PNG")
+    m = np.array(Image.open(dataset_copy / "labels" / "5.PNG"))
+    m[0, 0] = 99
+    Image.fromarray(m).save(dataset_copy / "labels" / "5.PNG", format="PNG")
+    Image.open(dataset_copy / "screenshots" / "2.png").convert("RGB").save(dataset_copy / "screenshots" / "9.jpg")
+    (dataset_copy / "screenshots" / "4.png").rename(dataset_copy / "screenshots" / "4.jpg")
+    rep = check_dataset(dataset_copy)
+    assert "value 99 in 1 file(s): 5.PNG" in only_error(rep, "mask values above 23")
+    assert "9.jpg" in only_error(rep, "screenshot(s) without a label")
+    assert "screenshots/4.jpg and labels/4.png" in only_error(rep, "another file name")
+
+
+def test_jpeg_labels_are_refused(dataset_copy):
+    (dataset_copy / "screenshots" / "3.png").rename(dataset_copy / "screenshots" / "3.jpg")
+    Image.open(dataset_copy / "labels" / "3.png").save(dataset_copy / "labels" / "3.jpg", quality=95)
+    (dataset_copy / "labels" / "3.png").unlink()
+    assert "3.jpg" in only_error(check_dataset(dataset_copy), "saved as JPEG")
+
+
+def test_masks_training_would_misread_are_named_and_fixed(dataset_copy, tmp_path):
+    labels = dataset_copy / "labels"
+    truth = {s: np.array(Image.open(labels / f"{s}.png")) for s in ("0", "1", "2", "3")}
+    Image.fromarray(truth["0"] == 1).save(labels / "0.png")  # 1-bit: fastai's convert("L") reads 0/255
+    voc = Image.fromarray(truth["1"], mode="P")  # palette index = class, VOC colours
+    voc.putpalette(np.random.default_rng(0).integers(0, 256, 768).astype(np.uint8).tobytes())
+    voc.save(labels / "1.png")
+    grey = Image.fromarray(truth["2"], mode="P")  # a grey palette reads back as the index: fine
+    grey.putpalette(np.repeat(np.arange(256, dtype=np.uint8), 3).tobytes())
+    grey.save(labels / "2.png")
+    Image.fromarray(np.dstack([truth["3"], np.full_like(truth["3"], 255)]), mode="LA").save(labels / "3.png")
+    rep = check_dataset(dataset_copy)
+    assert "0.png" in only_error(rep, "1-bit")
+    assert "1.png" in only_error(rep, "palette index is the class")
+    assert not any("2.png" in e or "3.png" in e for e in rep.errors), rep
+
+    out = tmp_path / "fixed"
+    assert main([str(dataset_copy), "--fix-rgb", str(out)]) == 0
+    assert (np.array(Image.open(out / "labels" / "0.png")) == (truth["0"] == 1)).all()
+    assert (np.array(Image.open(out / "labels" / "1.png")) == truth["1"]).all()
+    assert Image.open(out / "labels" / "1.png").mode == "L"
+
+
+def test_grey_colours_and_shared_colours_in_labels_csv(dataset_copy, tmp_path):
+    csv = dataset_copy / "labels.csv"
+    rows = csv.read_text().splitlines()
+    rows[1] = "building_wall,128,128,128"
+    csv.write_text("\n".join(rows) + "\n")
+    original = _colour_code(dataset_copy, "6")  # wall is grey: not to be taken for an index mask of value 128
+    assert "6.png" in only_error(check_dataset(dataset_copy), "colour-coded")
+    out = tmp_path / "fixed"
+    assert main([str(dataset_copy), "--fix-rgb", str(out)]) == 0
+    assert (np.array(Image.open(out / "labels" / "6.png")) == original).all()
+
+    rows[3] = "building_ceiling," + rows[2].split(",", 1)[1]  # ceiling takes the floor's colour
+    csv.write_text("\n".join(rows) + "\n")
+    assert "building_floor = building_ceiling" in only_error(check_dataset(dataset_copy), "colour-coded")
+    r = run_cli(dataset_copy, "--fix-rgb", tmp_path / "again")
+    assert r.returncode == 1 and "own colour" in r.stderr and not (tmp_path / "again").exists()
+
+
+def test_fix_rgb_counts_unknown_colours_and_leaves_no_half_copy(dataset_copy, tmp_path):
+    _colour_code(dataset_copy, "1")
+    rgb = np.array(Image.open(dataset_copy / "labels" / "1.png"))
+    rgb[:2, :5] = (1, 2, 3)
+    Image.fromarray(rgb).save(dataset_copy / "labels" / "1.png")
+    r = run_cli(dataset_copy, "--fix-rgb", tmp_path / "fixed")
+    assert r.returncode == 0 and "10 pixel(s) in 1 label(s) had colours not in labels.csv" in r.stdout
+    shutil.rmtree(dataset_copy / "screenshots")
+    r = run_cli(dataset_copy, "--fix-rgb", tmp_path / "half")
+    assert r.returncode == 1 and "screenshots is missing" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "fixed"]  # no half-written "half"
+
+
+def test_labels_csv_encodings_and_layout(dataset_copy):
+    csv = dataset_copy / "labels.csv"
+    text = csv.read_text()
+    csv.write_bytes(text.replace("building_wall", "building_wäll").encode("latin-1"))
+    assert "not UTF-8" in only_error(check_dataset(dataset_copy), "labels.csv")
+    csv.write_bytes(text.encode("utf-16"))
+    assert check_dataset(dataset_copy).ok
+    csv.write_text(text.replace(",", ";"))
+    msg = only_error(check_dataset(dataset_copy), "header must be")
+    assert "line 1 is 'LabelName;LabelColor_Red" in msg and "commas" in msg
+    csv.unlink()
+    csv.mkdir()
+    assert "labels.csv is a folder" in only_error(check_dataset(dataset_copy), "folder")
+
+
+def test_all_void_masks_and_huge_images(dataset_copy):
+    for p in (dataset_copy / "labels").glob("*.png"):
+        Image.fromarray(np.zeros_like(np.array(Image.open(p)))).save(p)
+    only_error(check_dataset(dataset_copy), "nothing to learn")
+    big = dataset_copy / "labels" / "0.png"
+    Image.new("L", (20000, 10000)).save(big, optimize=False)
+    assert "0.png (DecompressionBombError" in only_error(check_dataset(dataset_copy), "unreadable")
