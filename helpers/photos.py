@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data
 
 from helpers.files import atomic_write_bytes
@@ -37,6 +37,13 @@ def seed_test_photos(folder: str | Path) -> list[Path]:
         if src.is_file():
             copied.append(Path(shutil.copy2(src, folder / name)))
     return copied
+
+
+def open_photo(path: str | Path) -> Image.Image:
+    """A photo decoded and turned upright by its EXIF orientation, as viewers show it (phones store it sideways)."""
+    image = Image.open(path)
+    image.load()
+    return ImageOps.exif_transpose(image)
 
 
 def centre_crop(image, aspect: float):
@@ -82,16 +89,17 @@ def read_labelled_set(images_dir: str | Path, labels_dir: str | Path) -> list[tu
     out = []
     for name in sorted(images):
         try:
-            image = Image.open(images[name])
+            image = open_photo(images[name])
             label = Image.open(labels[name])
-            image.load()
             label.load()
         except (OSError, SyntaxError) as e:  # PIL's errors for truncated or non-image files
             raise LabelledSetError(f"{name}: cannot read the image or its label ({e})") from None
         if label.mode not in ("L", "P"):
             raise LabelledSetError(f"{labels[name]} is {label.mode}; a label must be one 8-bit class value per pixel")
         if image.size != label.size:
-            raise LabelledSetError(f"{name}: image is {image.size[0]}x{image.size[1]} but its label is "
+            turned = " (turned upright by its EXIF orientation: label the photo as viewers show it)" \
+                if image.size[::-1] == label.size else ""
+            raise LabelledSetError(f"{name}: image is {image.size[0]}x{image.size[1]}{turned} but its label is "
                                    f"{label.size[0]}x{label.size[1]}; they must be the same size")
         out.append((name, np.asarray(image.convert("RGB")), np.asarray(label, dtype=np.uint8)))
     return out

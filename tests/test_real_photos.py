@@ -19,6 +19,7 @@ from helpers.photos import (
     LabelledSetError,
     layout_guess,
     mistakes_frame,
+    open_photo,
     pooled_confusion,
     pooled_iou,
     present_miou,
@@ -111,6 +112,25 @@ def test_read_labelled_set_errors(tmp_path):
     assert name == "a" and image.shape == (6, 8, 3) and label.shape == (6, 8)
     with pytest.raises(LabelledSetError, match="not found"):
         read_labelled_set(tmp_path / "nope", labels)
+
+
+def test_phone_photos_are_turned_upright_by_their_exif_orientation(tmp_path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    stored = np.zeros((6, 8, 3), np.uint8)
+    stored[:, :4] = 255  # left half white as stored; orientation 6 shows the stored left side at the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(images / "phone.jpg", exif=exif, quality=100)
+    upright = np.array(open_photo(images / "phone.jpg").convert("L"))
+    assert upright.shape == (8, 6) and upright[:3].min() > 200 and upright[-3:].max() < 50
+    Image.new("L", (6, 8)).save(labels / "phone.png")  # labelled as viewers show it: 6 wide, 8 high
+    [(_, image, label)] = read_labelled_set(images, labels)
+    assert image.shape == (8, 6, 3) and label.shape == (8, 6)
+    Image.new("L", (8, 6)).save(labels / "phone.png")  # labelled on the stored pixels
+    with pytest.raises(LabelledSetError, match="EXIF orientation"):
+        read_labelled_set(images, labels)
 
 
 class SaysBed:
