@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -34,9 +36,11 @@ MAX_COLOURS_LISTED = 5  # unknown colours named per mask before "... and N more"
 COMMAND = "python -m helpers.solo"
 
 # Why a frame is skipped, for the count at the end; the per-frame line says the details.
-NO_JSON, NO_CAMERA, NO_SEMANTIC, MISSING, SIZES, UNREADABLE, AMBIGUOUS = (
+NO_JSON, NO_CAMERA, NO_SEMANTIC, MISSING, SIZES, UNREADABLE, AMBIGUOUS, TWIN_CAMERAS = (
     "frame data that does not parse", "no capture from the camera", "no semantic segmentation",
-    "a missing file", "image and mask of different sizes", "an unreadable image", "one colour for two labels")
+    "a missing file", "image and mask of different sizes", "an unreadable image", "one colour for two labels",
+    "two cameras with one id")
+UNDECODABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 class SoloError(Exception):
@@ -196,7 +200,7 @@ def _shot(seq_dir: Path, capture: dict) -> Shot:
             return Shot(problem=(MISSING, f"the {what} {path.name} is missing"))
     try:
         image_size, mask_size = _size(image), _size(mask)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UNDECODABLE as e:
         return Shot(problem=(UNREADABLE, f"{e.__class__.__name__}: {e}"))
     if image_size != mask_size:
         return Shot(problem=(SIZES, f"the image {image.name} is {image_size[0]}x{image_size[1]} but the mask "
@@ -208,11 +212,16 @@ def read_frame(path: Path) -> FrameData:
     """Read one stepN.frame_data.json and check its RGB captures' files."""
     name = f"{path.parent.name}/{path.name}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return FrameData(name, problem=(NO_JSON, f"it does not parse ({e.__class__.__name__}: {e})"))
     try:
         captures = [c for c in data["captures"] if str(c.get("@type", "")).endswith("RGBCamera")]
+        ids = Counter(str(c.get("id", "")) for c in captures)
+        twins = sorted(i for i, n in ids.items() if n > 1)
+        if twins:
+            return FrameData(name, problem=(TWIN_CAMERAS, f"{ids[twins[0]]} RGB captures share the camera id "
+                                                          f"{twins[0]!r}; give each PerceptionCamera its own id"))
         return FrameData(name, {str(c.get("id", "")): _shot(path.parent, c) for c in captures})
     except (KeyError, TypeError, AttributeError) as e:
         detail = f"{e.__class__.__name__}: {e}"
@@ -298,10 +307,16 @@ def class_table(shots: list[Shot], labels_csv: Path | None, strict: bool,
             say(f"note: label {n!r} has {len(colours[n])} pixel colours: {others}; labels.csv shows the first seen, "
                 f"{first}. Each mask is still converted with its own frame's colours.")
     table = LabelTable(tuple(names), tuple(picked))
-    try:
-        parse_labels(format_labels(table), "the label names")  # a name with a comma or `void` cannot round-trip
+    try:  # a name with a comma, quotes, outer spaces or `void` cannot round-trip through labels.csv
+        changed = [f"{a!r} reads back as {b!r}" for a, b in
+                   zip(names, parse_labels(format_labels(table), "labels.csv made from the SOLO label names").names)
+                   if a != b]
     except LabelsError as e:
         raise SoloError(f"{e}\nRename them in the Unity label configuration, or pass --labels with a table to map to.")
+    if changed:
+        raise SoloError(f"{len(changed)} SOLO label name(s) would change in labels.csv: {'; '.join(changed)}. Rename "
+                        "them in the Unity label configuration (no quotes, no spaces at either end), or pass --labels "
+                        "with a table to map to.")
     return table, {n: v for v, n in enumerate(names, start=1)}
 
 
@@ -314,8 +329,15 @@ def frame_lut(shot: Shot, value_of: dict[str, int], background: Iterable[Rgb]) -
         if k in owner and value_of[owner[k]] != value_of[name]:
             return f"the colour {rgb} is listed for both {owner[k]!r} and {name!r}"
         owner[k] = name
-        lut[k] = value_of[name]  # a label listed in the background colour wins: the frame data says it is there
+        if lut.get(k) != 0:  # a label in a background colour stays 0: its pixels cannot be told from unlabelled ones
+            lut[k] = value_of[name]
     return tuple(sorted(lut.items()))
+
+
+def background_labels(shots: list[Shot], background: Iterable[Rgb]) -> dict[str, Rgb]:
+    """Labels whose colour is a background colour (black or --background), with that colour."""
+    keys = {rgb_key(rgb) for rgb in background}
+    return {name: rgb for shot in shots for name, rgb in shot.instances if rgb_key(rgb) in keys}
 
 
 def mask_keys(path: Path) -> np.ndarray:
@@ -329,7 +351,7 @@ def convert_frame(job: Job) -> Done:
     try:
         image = Image.open(job.image).convert("RGB") if job.write else None
         keys = mask_keys(job.mask)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UNDECODABLE as e:
         return Done(job.index, problem=f"{e.__class__.__name__}: {e}")
     colours, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     lut = dict(job.lut)
@@ -358,8 +380,8 @@ def _check_out(solo: Path, out: Path, force: bool) -> None:
     """Refuse an output folder that would overwrite something without --force."""
     if out.exists() and not out.is_dir():
         raise SoloError(f"{out} is a file; OUT_DIR must be a new or empty folder.", 2)
-    if out.resolve() == solo.resolve():
-        raise SoloError("OUT_DIR must be a new folder, not the SOLO dataset itself.", 2)
+    if out.resolve() == solo.resolve() or out.resolve().is_relative_to(solo.resolve()):
+        raise SoloError("OUT_DIR must be a new folder outside the SOLO dataset, so nothing there is overwritten.", 2)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise SoloError(f"{out} is not empty; choose a new folder, or pass --force to replace the converted dataset "
                         "there (its labels.csv, screenshots/ and labels/).", 2)
@@ -373,6 +395,12 @@ def _solo_root(solo: Path) -> None:
         raise SoloError(f"{solo} is already a screenshots/labels dataset; check it with "
                         f"`python -m helpers.check_data {solo}` instead.", 2)
     if not any(SEQUENCE.search(p.name) and p.is_dir() for p in solo.iterdir()):
+        if (solo / "metadata.json").is_file():
+            raise SoloError(f"{solo} holds metadata.json but no sequence.N/ folders: the export has no frames. Run the "
+                            "Perception scenario until it writes some, then convert again.")
+        if SEQUENCE.search(solo.name) and looks_like_solo(solo.parent):
+            raise SoloError(f"{solo} is one sequence of a SOLO dataset; point at the folder above it, "
+                            f"{solo.parent}.", 2)
         inner = sorted(p for p in solo.iterdir() if p.is_dir() and looks_like_solo(p))
         hint = f" Did you mean {inner[0]}?" if inner else " Point at the folder Perception wrote (with metadata.json)."
         raise SoloError(f"{solo} has no sequence.N/ folders, so it is not a SOLO dataset.{hint}", 2)
@@ -409,15 +437,25 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
             _skip(res, say, f.name, *shot.problem)
         else:
             usable.append((f, shot))
+    if usable:  # frames whose colours are ambiguous are dropped first, so that their labels make no class
+        _, value_of = class_table([s for _, s in usable], labels_csv and Path(labels_csv), strict, lambda _: None)
+        kept = []
+        for f, shot in usable:
+            lut = frame_lut(shot, value_of, background)
+            if isinstance(lut, str):
+                _skip(res, say, f.name, AMBIGUOUS, lut)
+            else:
+                kept.append((f, shot))
+        usable = kept
     if usable:
         res.labels, value_of = class_table([s for _, s in usable], labels_csv and Path(labels_csv), strict, say)
+        for name, rgb in background_labels([s for _, s in usable], background).items():
+            say(f"warning: label {name!r} has the colour {rgb}, which means nothing labelled; its pixels cannot be "
+                "told from unlabelled ones and stay 0 (void). Give it another colour in the label configuration.")
     jobs, names = [], {}
     for f, shot in usable:
         lut = frame_lut(shot, value_of, background)
-        if isinstance(lut, str):
-            _skip(res, say, f.name, AMBIGUOUS, lut)
-            continue
-        jobs.append(Job(len(jobs), shot.image, shot.mask, out, lut, write=not strict))
+        jobs.append(Job(len(jobs), shot.image, shot.mask, out, lut, write=not strict))  # type: ignore[arg-type]
         names[len(names)] = (f.name, shot.mask)
     if not jobs:
         why = "; ".join(f"{n} with {kind}" for kind, n in sorted(res.skipped.items()))
@@ -432,35 +470,55 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
             raise SoloError(f"{len(bad)} mask(s) hold colours that their frame data does not list (--strict); nothing "
                             "was written. Give those objects a label, pass the sky colour with --background R,G,B, "
                             "or leave out --strict to turn them into 0 (void).")
-        jobs = [Job(j.index, j.image, j.mask, j.out, j.lut, write=True) for j in jobs]
 
-    (out / "screenshots").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    counts = np.zeros(256, dtype=np.int64)
-    written: set[str] = set()
-    for d in _map(convert_frame, jobs, workers, "converting"):
-        name, mask = names[d.index]
-        if d.problem:
-            _skip(res, say, name, UNREADABLE, f"{d.problem} (its number {d.index} stays unused)")
-            continue
-        if d.unknown:
-            res.unknown_frames += 1
-            say(f"warning: {_unknown_line(mask, d.unknown)}; they become 0 (void)")
-        counts += d.counts
-        written.add(f"{d.index}.png")
-        res.written += 1
-    if not res.written:
-        raise SoloError(f"nothing to convert in {solo}: every image or mask failed to decode.")
-    write_table(res.labels, out)
-    stale = [p for sub in ("screenshots", "labels") for p in sorted((out / sub).glob("*.png")) if p.name not in written]
-    for p in stale:  # left by an earlier conversion into the same folder (--force)
-        p.unlink()
-    if stale:
-        say(f"--force: removed {len(stale)} file(s) of an earlier conversion from {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
+    try:  # everything is written into tmp, and moved into OUT_DIR only once complete
+        jobs = [Job(j.index, j.image, j.mask, tmp, j.lut, write=True) for j in jobs]
+        (tmp / "screenshots").mkdir()
+        (tmp / "labels").mkdir()
+        counts = np.zeros(256, dtype=np.int64)
+        for d in _map(convert_frame, jobs, workers, "converting"):
+            name, mask = names[d.index]
+            if d.problem:
+                _skip(res, say, name, UNREADABLE, f"{d.problem} (its number {d.index} stays unused)")
+                continue
+            if d.unknown:
+                res.unknown_frames += 1
+                say(f"warning: {_unknown_line(mask, d.unknown)}; they become 0 (void)")
+            counts += d.counts
+            res.written += 1
+        if not res.written:
+            raise SoloError(f"nothing to convert in {solo}: every image or mask failed to decode.")
+        write_table(res.labels, tmp)
+        replaced = move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if replaced:
+        say(f"--force: replaced the earlier conversion in {out} ({replaced} file(s) in screenshots/ and labels/)")
     absent = [f"{res.labels.codes[v]} ({v})" for v in range(1, res.labels.n_classes) if counts[v] == 0]
     if absent:
         say(f"note: {len(absent)} class(es) of labels.csv never occur in the masks: {', '.join(absent)}")
     return res
+
+
+DATASET_PARTS = ("screenshots", "labels", "labels.csv")
+
+
+def move_into(new: Path, out: Path) -> int:
+    """Move a converted dataset from `new` into `out`, replacing only an earlier one's parts (models/ and test/ stay);
+    return how many files the earlier screenshots/ and labels/ held."""
+    out.mkdir(parents=True, exist_ok=True)
+    old = Path(tempfile.mkdtemp(dir=out, prefix=".replaced.", suffix=".part"))
+    try:
+        for part in DATASET_PARTS:
+            if (out / part).exists():
+                os.replace(out / part, old / part)
+        for part in DATASET_PARTS:
+            os.replace(new / part, out / part)
+        return sum(1 for sub in ("screenshots", "labels") if (old / sub).is_dir() for _ in (old / sub).iterdir())
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_table(table: LabelTable, out: Path) -> None:

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import check_data
+from helpers import solo as solo_module
 from helpers.labels import read_labels
 from helpers.solo import convert, frame_files, looks_like_solo, main
 
@@ -195,7 +197,7 @@ def test_never_overwrites_without_force(solo, tmp_path, capsys):
     assert main([str(solo), str(out)]) == 2
     assert "is not empty" in lines(capsys)[1] and (out / "screenshots" / "7.png").read_bytes() == b"old"
     assert main([str(solo), str(out), "--force", "--workers", "1"]) == 0
-    assert "--force: removed 1 file(s) of an earlier conversion" in lines(capsys)[0]
+    assert "--force: replaced the earlier conversion" in lines(capsys)[0]
     assert not (out / "screenshots" / "7.png").exists() and check_data.check_dataset(out).ok
 
 
@@ -240,7 +242,14 @@ def test_bad_inputs_get_a_message_and_an_exit_code(tmp_path, capsys):
     assert "256 labels, but an 8-bit mask holds at most 255 classes" in lines(capsys)[1]
     r = subprocess.run([sys.executable, "-m", "helpers.solo", str(root), str(root)],
                        capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 2 and "not the SOLO dataset itself" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "outside the SOLO dataset" in r.stderr and "Traceback" not in r.stderr
+    assert main([str(root), str(root / "converted")]) == 2 and not (root / "converted").exists()
+    assert main([str(root / "sequence.0"), str(tmp_path / "out")]) == 2
+    assert "point at the folder above it" in lines(capsys)[1]
+    (tmp_path / "empty_export").mkdir()
+    root_files(tmp_path / "empty_export")
+    assert main([str(tmp_path / "empty_export"), str(tmp_path / "out")]) == 1
+    assert "the export has no frames" in lines(capsys)[1]
 
 
 def test_check_data_points_a_solo_folder_to_the_converter(solo, capsys):
@@ -285,3 +294,71 @@ def test_convert_returns_what_it_did(solo, tmp_path):
     assert res.written == 3 and res.camera == "camera" and res.unknown_frames == 1
     assert read_labels(tmp_path / "out").names == ("dog", "wall") and sum(res.skipped.values()) == 4
     assert sum(s.startswith("skipped ") for s in said) == 4
+
+
+def test_an_interrupted_force_conversion_leaves_the_earlier_one_whole(solo, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "Data~"
+    assert main([str(solo), str(out), "--workers", "1"]) == 0
+    (out / "models").mkdir()
+    (out / "models" / "m_64x.pth").write_bytes(b"weights")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    Image.fromarray(photo(9)).save(solo / "sequence.0" / "step0.camera.png")  # a new export to convert
+    real, calls = solo_module.convert_frame, []
+
+    def dies_on_the_second(job):
+        calls.append(job.index)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(solo_module, "convert_frame", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        convert(solo, out, force=True, workers=1, say=lambda _: None)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Data~", "solo"]  # no half-written copy beside it
+    monkeypatch.setattr(solo_module, "convert_frame", real)
+    assert main([str(solo), str(out), "--force", "--workers", "1"]) == 0
+    assert (out / "models" / "m_64x.pth").read_bytes() == b"weights"  # --force replaces the dataset, not the models
+    assert check_data.check_dataset(out).ok
+
+
+def test_frames_that_cannot_be_trusted_are_skipped_or_kept_void(tmp_path, capsys):
+    root = tmp_path / "solo"
+    root_files(root)
+    frame(root, 0, 0, [capture("camera", "a.png", "a.seg.png", {"dog": BLUE, "ghost": (0, 0, 0)})],
+          {"a.png": photo(0), "a.seg.png": MASK_00})
+    frame(root, 0, 1, [capture("camera", "b.png", "b.seg.png", {"wall": RED, "door": RED})],
+          {"b.png": photo(1), "b.seg.png": MASK_00})
+    frame(root, 0, 2, [capture("camera", "c.png", "c.seg.png", {"dog": BLUE}),
+                       capture("camera", "d.png", "d.seg.png", {"wall": RED})],
+          {"c.png": photo(2), "c.seg.png": MASK_00, "d.png": photo(3), "d.seg.png": MASK_00})
+    frame(root, 0, 3, [capture("camera", "e.png", "e.seg.png", {"dog": BLUE})],
+          {"e.png": photo(4), "e.seg.png": MASK_00})
+    bomb = Image.new("L", (1, 1))
+    bomb.save(root / "sequence.0" / "e.seg.png")
+    raw = bytearray((root / "sequence.0" / "e.seg.png").read_bytes())
+    raw[16:24] = (30000).to_bytes(4, "big") * 2  # the IHDR says 30000 x 30000, with a valid checksum
+    raw[29:33] = zlib.crc32(raw[12:29]).to_bytes(4, "big")
+    (root / "sequence.0" / "e.seg.png").write_bytes(bytes(raw))
+    bom = root / "sequence.0" / "step0.frame_data.json"
+    bom.write_text("\ufeff" + bom.read_text(), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "--workers", "1"]) == 0
+    stdout, _ = lines(capsys)
+    assert "'ghost' has the colour (0, 0, 0), which means nothing labelled" in stdout
+    assert "listed for both 'wall' and 'door'" in stdout
+    assert "share the camera id 'camera'" in stdout
+    assert "DecompressionBombError" in stdout and "Traceback" not in stdout
+    assert read_labels(out).names == ("dog", "ghost")  # no class from the skipped frames
+    assert (np.array(Image.open(out / "labels" / "0.png")) == expected(MASK_00, {BLUE: 1})).all()
+
+
+def test_label_names_that_would_change_in_labels_csv_are_refused(tmp_path, capsys):
+    root = tmp_path / "solo"
+    root_files(root)
+    frame(root, 0, 0, [capture("camera", "a.png", "a.seg.png", {" chair": BLUE, '"big" lamp': RED})],
+          {"a.png": photo(0), "a.seg.png": MASK_00})
+    assert main([str(root), str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = lines(capsys)[1]
+    assert "would change in labels.csv" in err and "' chair' reads back as 'chair'" in err
+    assert not (tmp_path / "out").exists()
