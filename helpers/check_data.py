@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from helpers.labels import LabelsError, LabelTable, read_labels
-from helpers.paths import IMAGE_SUFFIXES
+from helpers.paths import IMAGE_SUFFIXES, split_problem
 from helpers.solo import looks_like_solo, solo_hint
 
 MAX_LISTED = 8  # files named per problem before "... and N more"
@@ -162,6 +162,7 @@ class Scan:
 
     unreadable: list[str] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)
+    deep_shots: list[str] = field(default_factory=list)
     needs_fix: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rgb_colours: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     unknown_colour_files: list[str] = field(default_factory=list)
@@ -246,6 +247,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], labels: LabelTable | None) -> Sca
                 scan.unreadable.append(f"{path.parent.name}/{path.name} ({err})")
         if shot is None or mask is None:
             continue
+        if shot.mode.startswith("I") or shot.mode == "F":
+            scan.deep_shots.append(f"{shot_path.name} ({shot.mode})")
         if shot.size != mask.size:
             scan.size_mismatch.append(f"{name} (screenshot {shot.size[0]}x{shot.size[1]}, "
                                       f"label {mask.size[0]}x{mask.size[1]})")
@@ -281,6 +284,10 @@ def word_report(scan: Scan, labels: LabelTable | None, rep: Report) -> None:
     if scan.unreadable:
         rep.errors.append(f"{len(scan.unreadable)} unreadable or truncated image(s): {_names(scan.unreadable)}. "
                           "Re-export or delete them.")
+    if scan.deep_shots:
+        rep.errors.append(f"{len(scan.deep_shots)} screenshot(s) are 16-bit or floating-point images: "
+                          f"{_names(scan.deep_shots)}. Training reads screenshots as 8-bit RGB, which clips these to "
+                          "white; save them as 8-bit RGB PNGs.")
     if scan.size_mismatch:
         rep.errors.append(f"{len(scan.size_mismatch)} pair(s) whose screenshot and label sizes differ: "
                           f"{_names(scan.size_mismatch)}.")
@@ -330,6 +337,9 @@ def check_dataset(folder: str | Path) -> Report:
         return rep
     labels, pairs = find_pairs(folder, rep)
     rep.n_pairs = len(pairs)
+    problem = split_problem([shot for shot, _ in pairs])
+    if problem:
+        rep.warnings.append(f"training cannot start: {problem}")
     if pairs:
         word_report(scan_pairs(pairs, labels), labels, rep)
     return rep

@@ -38,6 +38,17 @@ def validation_files(data_path: str | Path) -> list[Path]:
     return [p for p in screenshots(data_path) if in_validation(p)]
 
 
+def split_problem(files: list[Path]) -> str | None:
+    """Why screenshots with these names cannot be split into training and validation, or None when they can."""
+    held_out = sum(map(in_validation, files))
+    if files and held_out in (0, len(files)):
+        side = "none of them is held out for validation" if held_out == 0 else "all of them are held out for validation"
+        return (f"{len(files)} screenshot(s), and {side}: the split holds a file out by a hash of its name "
+                f"({VALID_PCT:.0%} of names), so a handful of files can all fall on one side. Add screenshots (a few "
+                "dozen split reliably) or rename some.")
+    return None
+
+
 def training_files(data_path: str | Path) -> list[Path]:
     """The screenshots a model trains on, in numeric order: what int8 calibration may use."""
     return [p for p in screenshots(data_path) if not in_validation(p)]

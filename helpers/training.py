@@ -39,7 +39,7 @@ from helpers.export import check_parity, export_onnx
 from helpers.files import atomic_save
 from helpers.inference import resize_mask, squish
 from helpers.labels import LabelTable
-from helpers.paths import in_validation, label_of, screenshots, stage_paths
+from helpers.paths import in_validation, label_of, screenshots, split_problem, stage_paths
 
 
 class RandomConv(RandTransform):
@@ -90,6 +90,15 @@ def segmentation_dls(data_path: str | Path, image_size: int, batchsize: int, lab
 
     The split is `paths.in_validation` (file names only); `seed` only shuffles the training batches; `random_conv`
     is the share of training batches filtered by RandomConv."""
+    files = screenshots(data_path)
+    problem = split_problem(files)
+    if problem:
+        raise StageError(f"{data_path}: {problem}")
+    n_train = len(files) - sum(map(in_validation, files))
+    if batchsize > n_train:
+        raise StageError(f"batch size {batchsize} is larger than the {n_train} training screenshots of {data_path}: "
+                         "fastai drops an incomplete batch, so nothing would be trained. Lower batchsize to at most "
+                         f"{n_train}, or add screenshots.")
     block = DataBlock(
         blocks=(ImageBlock, MaskBlock(codes=labels.codes)),
         get_items=screenshots,
@@ -265,11 +274,29 @@ def read_weights(path: Path) -> tuple[list[str] | None, dict]:
 
 def load_weights(learn: Learner, path: Path) -> None:
     """Load a previous stage's weights (checked first by `check_stage_inputs`)."""
-    learn.model.load_state_dict(read_weights(path)[1])
+    try:
+        learn.model.load_state_dict(read_weights(path)[1])
+    except RuntimeError as e:  # torch lists every missing and unexpected key: hundreds of lines
+        missing = str(e).count("Missing key") + str(e).count("size mismatch")
+        raise StageError(f"the weights in {path.name} do not fit this model ({learn.model.__class__.__name__} with "
+                         f"the encoder of `model_arch`; {missing} kind(s) of mismatch): the stage was trained with "
+                         "another model_arch. Set model_arch to the one that stage used.") from None
 
 
 class StageError(Exception):
     """A training stage cannot start; the message says why and what to run first."""
+
+
+def smallest_screenshot(data_path: str | Path) -> tuple[str, tuple[int, int]] | None:
+    """The name and size of the screenshot with the shortest side (headers only), or None without screenshots."""
+    sizes = []
+    for f in screenshots(data_path):
+        try:
+            with Image.open(f) as img:
+                sizes.append((min(img.size), f.name, img.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # the dataset check names unreadable files
+    return min(sizes)[1:] if sizes else None
 
 
 def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str, input_res: int,
@@ -285,14 +312,13 @@ def check_stage_inputs(data_path: str | Path, labels: LabelTable, save_name: str
     if output_res <= input_res:
         raise StageError(f"output_res ({output_res}) must be larger than input_res ({input_res}): each run goes one "
                          "step up.")
-    first = next(iter(sorted((Path(data_path) / "screenshots").glob("*.png"))), None)
-    if first is not None:
-        w, h = Image.open(first).size
-        if output_res > min(w, h):
-            raise StageError(f"output_res {output_res} is larger than the screenshots ({w}x{h}): the model would "
-                             "train on "
-                             f"upscaled pixels. Stop at {max(r for r in (64, 128, 256, 512, 1024) if r <= min(w, h))} "
-                             "or generate larger screenshots (python -m helpers.synth --size).")
+    smallest = smallest_screenshot(data_path)
+    if smallest is not None and output_res > min(smallest[1]):
+        (w, h), fits = smallest[1], [r for r in (64, 128, 256, 512, 1024) if r <= min(smallest[1])]
+        stop = f"Stop at {fits[-1]}" if fits else "Use screenshots of at least 64 pixels a side"
+        raise StageError(f"output_res {output_res} is larger than the smallest screenshot ({smallest[0]}, {w}x{h}): "
+                         f"the model would train on upscaled pixels. {stop}, or generate larger screenshots "
+                         "(python -m helpers.synth --size).")
     classes, state = read_weights(weights)
     fix = "Restore the labels.csv that stage was trained with, or retrain from 64x64 with SegmentationLearner.ipynb."
     if classes is not None and classes != labels.codes:

@@ -250,3 +250,10 @@ def test_all_void_masks_and_huge_images(dataset_copy):
     big = dataset_copy / "labels" / "0.png"
     Image.new("L", (20000, 10000)).save(big, optimize=False)
     assert "0.png (DecompressionBombError" in only_error(check_dataset(dataset_copy), "unreadable")
+
+
+def test_sixteen_bit_screenshots_are_refused(dataset_copy):
+    shot = dataset_copy / "screenshots" / "2.png"
+    grey = np.array(Image.open(shot).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(grey).save(shot)
+    assert "2.png (I;16)" in only_error(check_dataset(dataset_copy), "16-bit or floating-point")

@@ -6,12 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fastai.vision.all import PILImage, PILMask, TensorImage, TensorMask
+from fastai.vision.all import PILImage, PILMask, TensorImage, TensorMask, models
+from PIL import Image
 
 from helpers import training
+from helpers.check_data import check_dataset
 from helpers.demo import slow_cpu_note
 from helpers.labels import LabelTable, read_labels, write_labels
-from helpers.paths import in_validation, screenshots, stage_paths, training_files, validation_files
+from helpers.paths import in_validation, label_of, screenshots, stage_paths, training_files, validation_files
 
 
 def names(files) -> list[str]:
@@ -58,8 +60,13 @@ def test_stage_checks(dataset_copy):
     weights.parent.mkdir()
     fake_weights(weights, 24)
     assert training.check_stage_inputs(dataset_copy, labels, "m", 32, 64) == weights
-    with pytest.raises(training.StageError, match=r"larger than the screenshots \(96x64\)"):
+    with pytest.raises(training.StageError, match=r"larger than the smallest screenshot \(0.png, 96x64\)"):
         training.check_stage_inputs(dataset_copy, labels, "m", 32, 128)
+    shot = dataset_copy / "screenshots" / "7.png"  # one small screenshot among larger ones, not the first by name
+    Image.open(shot).resize((40, 30)).save(shot)
+    with pytest.raises(training.StageError, match=r"\(7.png, 40x30\).*at least 64 pixels a side"):
+        training.check_stage_inputs(dataset_copy, labels, "m", 32, 64)
+    Image.open(shot).resize((96, 64)).save(shot)
     with pytest.raises(training.StageError, match="must be larger than input_res"):
         training.check_stage_inputs(dataset_copy, labels, "m", 32, 32)
     fake_weights(weights, 10)
@@ -82,6 +89,28 @@ def test_weights_remember_their_classes(dataset_copy):
     renamed = LabelTable(("wall", *labels.names[1:]), labels.colors)
     with pytest.raises(training.StageError, match="'building_wall' in the model, 'wall' in labels.csv"):
         training.check_stage_inputs(dataset_copy, renamed, "m", 32, 64)
+
+
+def test_datasets_that_cannot_be_split_or_batched_stop_before_training(dataset_copy):
+    labels = read_labels(dataset_copy)
+    n_train = len(training_files(dataset_copy))
+    with pytest.raises(training.StageError, match=f"batch size 32 is larger than the {n_train} training screenshots"):
+        training.segmentation_dls(dataset_copy, 32, 32, labels, num_workers=0)
+    for f in validation_files(dataset_copy):
+        f.unlink()
+        label_of(f).unlink()
+    with pytest.raises(training.StageError, match="none of them is held out for validation"):
+        training.segmentation_dls(dataset_copy, 32, 2, labels, num_workers=0)
+    assert any("training cannot start" in w for w in check_dataset(dataset_copy).warnings)
+
+
+def test_weights_of_another_architecture_stop_with_a_message(tiny_dataset, tmp_path):
+    labels = read_labels(tiny_dataset)
+    dls = training.segmentation_dls(tiny_dataset, 32, 4, labels, num_workers=0)
+    path = tmp_path / "m_32x.pth"
+    training.save_weights(training.make_learner(dls, labels, arch=models.resnet18), labels, path)
+    with pytest.raises(training.StageError, match="another model_arch"):
+        training.load_weights(training.make_learner(dls, labels), path)
 
 
 def test_saved_weights_carry_class_names_and_reload(tiny_dataset, tmp_path):
