@@ -6,10 +6,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from helpers.files import staged_parts
 from helpers.labels import LabelsError, LabelTable, read_labels
-from helpers.paths import IMAGE_SUFFIXES, split_problem
+from helpers.paths import IMAGE_SUFFIXES, image_files, split_problem
 from helpers.solo import looks_like_solo, solo_hint
 
 MAX_LISTED = 8  # files named per problem before "... and N more"
@@ -68,13 +67,6 @@ def _open(path: Path) -> tuple[Image.Image | None, str | None]:
         return None, f"{e.__class__.__name__}: {e}"
 
 
-def label_array(img: Image.Image) -> np.ndarray:
-    """Pixels of a label image as an array: (H, W) for single-channel, (H, W, C) otherwise."""
-    if img.mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    return np.asarray(img)
-
-
 def colour_to_index(rgb: np.ndarray, labels: LabelTable) -> tuple[np.ndarray, np.ndarray]:
     """Map an (H, W, 3+) colour-coded label to mask values; also return a mask of unknown colours."""
     rgb = rgb[..., :3].astype(np.int32)
@@ -96,35 +88,42 @@ class MaskRead:
     unknown: np.ndarray | None = None  # pixels of a colour-coded label whose colour is not in labels.csv
 
 
+def _mostly_label_colours(rgb: np.ndarray, labels: LabelTable) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Whether most non-black pixels have a labels.csv colour (a colour-coded label), with the colour mapping."""
+    index, unknown = colour_to_index(rgb, labels)
+    lit = rgb[..., :3].any(-1)
+    return bool(lit.any()) and (~unknown[lit]).mean() > 0.5, index, unknown
+
+
 def read_mask(img: Image.Image, labels: LabelTable | None) -> MaskRead:
-    """Class values of a label image, judged by what training sees: fastai opens every mask with convert("L")."""
-    n_classes = labels.n_classes if labels else 256
+    """Class values of a label image, judged by what training sees: fastai opens every mask with convert("L").
+
+    Palette and grey RGB images can be either index masks or colour-coded labels: they count as colour-coded when
+    most of their non-black pixels have a labels.csv colour, so a stray value or colour does not flip the verdict."""
     if img.mode == "1":  # convert("L") makes 0/1 into 0/255
         return MaskRead(np.asarray(img).astype(np.uint8), "1-bit")
-    if img.mode == "P":
-        idx = np.asarray(img)
-        used = np.unique(idx)
-        kind = "palette" if used.max() < n_classes else None  # the index is the class (VOC, CVAT), not the colour
-        pal = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
-        if len(pal) <= used.max():
-            return MaskRead(idx, kind)
-        if (pal[used] == used[:, None]).all():
-            return MaskRead(idx)  # a grey palette: convert("L") gives the index back
-        if labels is not None:
-            index, unknown = colour_to_index(pal[idx], labels)
-            if not unknown.any() or kind is None:
-                return MaskRead(index, "colour-coded", unknown)
-        return MaskRead(idx, kind)
     if img.mode in ("L", "LA") or img.mode.startswith("I") or img.mode == "F":
         arr = np.asarray(img)
         return MaskRead(arr[..., 0] if arr.ndim == 3 else arr)
+    if img.mode == "P":
+        idx = np.asarray(img)
+        used = np.unique(idx)
+        pal = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+        if len(pal) > used.max():
+            if (pal[used] == used[:, None]).all():
+                return MaskRead(idx)  # a grey palette: convert("L") gives the index back
+            if labels is not None:
+                coded, index, unknown = _mostly_label_colours(pal[idx], labels)
+                if coded:
+                    return MaskRead(index, "colour-coded", unknown)
+        return MaskRead(idx, "palette")  # the index is the class (VOC, CVAT); convert("L") gives brightness
     arr = np.asarray(img if img.mode in ("RGB", "RGBA") else img.convert("RGB"))[..., :3]
     grey = (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all()
-    if grey and (labels is None or arr[..., 0].max() < n_classes):
-        return MaskRead(arr[..., 0])  # an index mask saved with three equal channels reads back the same
     if labels is None:
-        return MaskRead(arr[..., 0], "colour-coded")
-    index, unknown = colour_to_index(arr, labels)
+        return MaskRead(arr[..., 0], None if grey else "colour-coded")
+    coded, index, unknown = _mostly_label_colours(arr, labels)
+    if grey and not coded:
+        return MaskRead(arr[..., 0])  # an index mask saved with three equal channels: convert("L") reads it back
     return MaskRead(index, "colour-coded", unknown)
 
 
@@ -138,7 +137,7 @@ def shared_colours(labels: LabelTable) -> list[str]:
 
 def mask_values(path: str | Path) -> set[int]:
     """The set of values in one mask file."""
-    return set(np.unique(label_array(Image.open(path))).tolist())
+    return set(np.unique(read_mask(Image.open(path), None).index).tolist())
 
 
 def mask_values_in(folder: str | Path, sample: int | None = 20) -> dict[int, int]:
@@ -153,7 +152,7 @@ def mask_values_in(folder: str | Path, sample: int | None = 20) -> dict[int, int
 
 def highlight_class(mask_path: str | Path, value: int) -> np.ndarray:
     """A black-and-white image with the pixels of one class (mask value) white."""
-    return (label_array(Image.open(mask_path)) == value).astype(np.uint8) * 255
+    return (read_mask(Image.open(mask_path), None).index == value).astype(np.uint8) * 255
 
 
 @dataclass
@@ -163,6 +162,7 @@ class Scan:
     unreadable: list[str] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)
     deep_shots: list[str] = field(default_factory=list)
+    lossy: list[str] = field(default_factory=list)
     needs_fix: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rgb_colours: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     unknown_colour_files: list[str] = field(default_factory=list)
@@ -176,8 +176,8 @@ def _numeric(name: str) -> tuple[int, str]:
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
-    """Name -> path of the files training would read from one folder (the same suffixes, in any case)."""
-    return {p.name: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} if folder.is_dir() else {}
+    """Name -> path of the files training reads from one folder."""
+    return {p.name: p for p in image_files(folder)}
 
 
 def _near_misses(names: list[str], others: list[str]) -> dict[str, str]:
@@ -222,10 +222,6 @@ def find_pairs(folder: Path, rep: Report) -> tuple[LabelTable | None, list[tuple
     if only_masks:
         rep.errors.append(f"{len(only_masks)} label(s) without a screenshot in screenshots/: {_names(only_masks)}.")
     pairs = [(shots[s], masks[s]) for s in sorted(set(shots) & set(masks), key=_numeric)]
-    lossy = [m.name for _, m in pairs if m.suffix.lower() != ".png"]
-    if lossy:
-        rep.errors.append(f"{len(lossy)} label(s) saved as JPEG: {_names(lossy)}. JPEG compression changes the class "
-                          "values along every edge; export the labels as PNG.")
     if not pairs and not near and (shots or masks or all(d.is_dir() for d in (folder / "screenshots",
                                                                                    folder / "labels"))):
         rep.errors.append(f"the dataset is empty: no screenshot has a matching label. Generate one with "
@@ -247,6 +243,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], labels: LabelTable | None) -> Sca
                 scan.unreadable.append(f"{path.parent.name}/{path.name} ({err})")
         if shot is None or mask is None:
             continue
+        if mask.format == "JPEG":
+            scan.lossy.append(name)
         if shot.mode.startswith("I") or shot.mode == "F":
             scan.deep_shots.append(f"{shot_path.name} ({shot.mode})")
         if shot.size != mask.size:
@@ -284,6 +282,9 @@ def word_report(scan: Scan, labels: LabelTable | None, rep: Report) -> None:
     if scan.unreadable:
         rep.errors.append(f"{len(scan.unreadable)} unreadable or truncated image(s): {_names(scan.unreadable)}. "
                           "Re-export or delete them.")
+    if scan.lossy:
+        rep.errors.append(f"{len(scan.lossy)} label(s) are JPEG images: {_names(scan.lossy)}. JPEG compression "
+                          "changes the class values along every edge; export the labels as PNG.")
     if scan.deep_shots:
         rep.errors.append(f"{len(scan.deep_shots)} screenshot(s) are 16-bit or floating-point images: "
                           f"{_names(scan.deep_shots)}. Training reads screenshots as 8-bit RGB, which clips these to "
@@ -317,7 +318,7 @@ def word_report(scan: Scan, labels: LabelTable | None, rep: Report) -> None:
                             "cannot tell them apart.")
     if labels is not None:
         rep.class_counts = scan.counts[: labels.n_classes]
-        if not rep.class_counts[1:].any() and not scan.too_big and not scan.needs_fix:
+        if not rep.class_counts[1:].any() and not (scan.too_big or scan.needs_fix or scan.unreadable):
             rep.errors.append("every label pixel is 0 (void): no mask shows any class, so there is nothing to learn. "
                               "Check that the objects in the scene carry labels and that the label camera wrote them.")
             return
@@ -339,7 +340,7 @@ def check_dataset(folder: str | Path) -> Report:
     rep.n_pairs = len(pairs)
     problem = split_problem([shot for shot, _ in pairs])
     if problem:
-        rep.warnings.append(f"training cannot start: {problem}")
+        rep.errors.append(f"training cannot start: {problem}")
     if pairs:
         word_report(scan_pairs(pairs, labels), labels, rep)
     return rep
@@ -388,10 +389,10 @@ def _fix_into(folder: Path, tmp: Path, labels: LabelTable) -> Fixed:
 
 def fix_rgb(folder: str | Path, out: str | Path) -> Fixed:
     """Write a copy of the dataset to the new folder `out`, with colour-coded, 1-bit and palette labels turned into
-    single-channel index masks; `out` appears only when the copy is complete."""
+    single-channel index masks; the copy appears in `out` only when complete."""
     folder, out = Path(folder), Path(out)
-    if out.resolve() == folder.resolve():
-        raise ValueError("--fix-rgb needs a new folder: the original labels are never overwritten.")
+    if out.resolve() == folder.resolve() or out.resolve().is_relative_to(folder.resolve()):
+        raise ValueError("--fix-rgb needs a new folder outside the dataset: the original labels are never overwritten.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not empty; choose a new folder so nothing there is overwritten.")
     for sub in ("screenshots", "labels"):
@@ -399,17 +400,8 @@ def fix_rgb(folder: str | Path, out: str | Path) -> Fixed:
             raise FileNotFoundError(f"{folder / sub} is missing: --fix-rgb copies a dataset with screenshots/ and "
                                     "labels/.")
     labels = read_labels(folder / "labels.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
-    try:
-        fixed = _fix_into(folder, tmp, labels)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return fixed
+    with staged_parts(out, ("labels.csv", "screenshots", "labels")) as tmp:
+        return _fix_into(folder, tmp, labels)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
-"""Atomic file writes: an interrupted save never leaves a truncated file under the final name."""
+"""Atomic file writes: an interrupted save never leaves a truncated file, or a half-written dataset, under the final
+name."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -38,3 +40,47 @@ def atomic_save(path: str | Path, save: Callable[[Path], object]) -> Path:
     with atomic_path(path) as tmp:
         save(tmp)
     return Path(path)
+
+
+@contextmanager
+def staged_parts(out: str | Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    """Yield a hidden folder inside `out` to write `parts` (files or folders) into; when the block finishes they
+    replace those of `out`, everything else in `out` stays. On any failure `out` is left as it was."""
+    out = Path(out)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(dir=out, prefix=".new.", suffix=".part"))  # inside out: renames stay on one disk
+    try:
+        yield new
+        replace_parts(new, out, parts)
+    except BaseException:
+        if made:
+            shutil.rmtree(new, ignore_errors=True)
+            if not any(out.iterdir()):
+                out.rmdir()
+        raise
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+
+
+def replace_parts(new: Path, out: Path, parts: tuple[str, ...]) -> None:
+    """Move `parts` from `new` into `out`, replacing those there; if a move fails, put the old ones back."""
+    old = Path(tempfile.mkdtemp(dir=out, prefix=".old.", suffix=".part"))
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for part in parts:
+            if (out / part).exists():
+                os.replace(out / part, old / part)
+                moved_old.append(part)
+        for part in parts:
+            os.replace(new / part, out / part)
+            moved_new.append(part)
+    except BaseException:
+        for part in moved_new:
+            os.replace(out / part, new / part)
+        for part in moved_old:
+            os.replace(old / part, out / part)
+        old.rmdir()  # empty again; if putting back failed, the old parts stay in it rather than being deleted
+        raise
+    shutil.rmtree(old, ignore_errors=True)

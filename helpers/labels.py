@@ -92,7 +92,7 @@ def parse_labels(text: str, source: str = "labels.csv") -> LabelTable:
     if header != HEADER:
         missing = [h for h in HEADER if h not in header]
         detail = f"missing column(s) {', '.join(missing)}" if missing else f"columns are {','.join(header)}"
-        first = text.lstrip("\ufeff").splitlines()[0][:120]
+        first = (text.lstrip("\ufeff").splitlines() or [""])[0][:120]
         hint = " Separate the values with commas, not semicolons or tabs." if len(header) == 1 and \
             any(c in first for c in ";\t") else ""
         raise LabelsError(f"{source}: header must be exactly {','.join(HEADER)} ({detail}); line 1 is {first!r}.{hint}")
@@ -141,11 +141,13 @@ def read_labels(path: str | Path) -> LabelTable:
     if not path.is_file():
         raise LabelsError(f"{path} not found: a dataset needs a labels.csv with one row per class.")
     data = path.read_bytes()
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
     try:
-        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+        text = data.decode("utf-16") if utf16 else data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise LabelsError(f"{path} is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}, as in Latin-1 or "
-                          "Windows-1252): save it as UTF-8 (in Excel: 'CSV UTF-8').") from None
+        why = "starts like UTF-16 but does not decode as it" if utf16 else \
+            f"is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}, as in Latin-1 or Windows-1252)"
+        raise LabelsError(f"{path} {why}: save it as UTF-8 (in Excel: 'CSV UTF-8').") from None
     return parse_labels(text, str(path))
 
 

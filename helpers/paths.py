@@ -26,11 +26,16 @@ def _number_first(path: Path) -> tuple[int, int | str]:
     return (0, int(path.stem)) if path.stem.isdigit() else (1, path.stem)
 
 
-def screenshots(data_path: str | Path) -> list[Path]:
-    """Every screenshot of a dataset, in numeric order (0.png, 1.png, ..., 10.png)."""
-    folder = Path(data_path) / "screenshots"
+def image_files(folder: str | Path) -> list[Path]:
+    """The files of a folder that training reads as images (by suffix, in any case), in numeric order."""
+    folder = Path(folder)
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_number_first) \
         if folder.is_dir() else []
+
+
+def screenshots(data_path: str | Path) -> list[Path]:
+    """Every screenshot of a dataset, in numeric order (0.png, 1.png, ..., 10.png)."""
+    return image_files(Path(data_path) / "screenshots")
 
 
 def validation_files(data_path: str | Path) -> list[Path]:

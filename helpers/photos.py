@@ -97,8 +97,9 @@ def read_labelled_set(images_dir: str | Path, labels_dir: str | Path) -> list[tu
         if label.mode not in ("L", "P"):
             raise LabelledSetError(f"{labels[name]} is {label.mode}; a label must be one 8-bit class value per pixel")
         if image.size != label.size:
-            turned = " (turned upright by its EXIF orientation: label the photo as viewers show it)" \
-                if image.size[::-1] == label.size else ""
+            with Image.open(images[name]) as stored:
+                tagged = stored.size != image.size  # its EXIF orientation turned it
+            turned = " (turned upright by its EXIF orientation: label the photo as viewers show it)" if tagged else ""
             raise LabelledSetError(f"{name}: image is {image.size[0]}x{image.size[1]}{turned} but its label is "
                                    f"{label.size[0]}x{label.size[1]}; they must be the same size")
         out.append((name, np.asarray(image.convert("RGB")), np.asarray(label, dtype=np.uint8)))

@@ -12,9 +12,7 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from helpers.files import atomic_path, atomic_write_bytes
+from helpers.files import atomic_path, atomic_write_bytes, staged_parts
 from helpers.labels import LabelsError, LabelTable, format_labels, parse_labels, read_labels
 
 Rgb = tuple[int, int, int]
@@ -218,11 +216,13 @@ def read_frame(path: Path) -> FrameData:
     try:
         captures = [c for c in data["captures"] if str(c.get("@type", "")).endswith("RGBCamera")]
         ids = Counter(str(c.get("id", "")) for c in captures)
-        twins = sorted(i for i, n in ids.items() if n > 1)
-        if twins:
-            return FrameData(name, problem=(TWIN_CAMERAS, f"{ids[twins[0]]} RGB captures share the camera id "
-                                                          f"{twins[0]!r}; give each PerceptionCamera its own id"))
-        return FrameData(name, {str(c.get("id", "")): _shot(path.parent, c) for c in captures})
+        shots = {}
+        for c in captures:
+            cam = str(c.get("id", ""))
+            shots[cam] = _shot(path.parent, c) if ids[cam] == 1 else Shot(problem=(
+                TWIN_CAMERAS, f"{ids[cam]} RGB captures share the camera id {cam!r}; give each PerceptionCamera its "
+                              "own id"))
+        return FrameData(name, shots)
     except (KeyError, TypeError, AttributeError) as e:
         detail = f"{e.__class__.__name__}: {e}"
         return FrameData(name, problem=(NO_JSON, f"it parses but is not SOLO frame data ({detail}); expected "
@@ -471,9 +471,8 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
                             "was written. Give those objects a label, pass the sky colour with --background R,G,B, "
                             "or leave out --strict to turn them into 0 (void).")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
-    try:  # everything is written into tmp, and moved into OUT_DIR only once complete
+    replaced = sum(1 for sub in ("screenshots", "labels") if (out / sub).is_dir() for _ in (out / sub).iterdir())
+    with staged_parts(out, DATASET_PARTS) as tmp:  # moved into OUT_DIR only once complete
         jobs = [Job(j.index, j.image, j.mask, tmp, j.lut, write=True) for j in jobs]
         (tmp / "screenshots").mkdir()
         (tmp / "labels").mkdir()
@@ -491,9 +490,6 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
         if not res.written:
             raise SoloError(f"nothing to convert in {solo}: every image or mask failed to decode.")
         write_table(res.labels, tmp)
-        replaced = move_into(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if replaced:
         say(f"--force: replaced the earlier conversion in {out} ({replaced} file(s) in screenshots/ and labels/)")
     absent = [f"{res.labels.codes[v]} ({v})" for v in range(1, res.labels.n_classes) if counts[v] == 0]
@@ -502,23 +498,7 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
     return res
 
 
-DATASET_PARTS = ("screenshots", "labels", "labels.csv")
-
-
-def move_into(new: Path, out: Path) -> int:
-    """Move a converted dataset from `new` into `out`, replacing only an earlier one's parts (models/ and test/ stay);
-    return how many files the earlier screenshots/ and labels/ held."""
-    out.mkdir(parents=True, exist_ok=True)
-    old = Path(tempfile.mkdtemp(dir=out, prefix=".replaced.", suffix=".part"))
-    try:
-        for part in DATASET_PARTS:
-            if (out / part).exists():
-                os.replace(out / part, old / part)
-        for part in DATASET_PARTS:
-            os.replace(new / part, out / part)
-        return sum(1 for sub in ("screenshots", "labels") if (old / sub).is_dir() for _ in (old / sub).iterdir())
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+DATASET_PARTS = ("screenshots", "labels", "labels.csv")  # what a conversion writes; --force replaces only these
 
 
 def write_table(table: LabelTable, out: Path) -> None:

@@ -276,11 +276,10 @@ def load_weights(learn: Learner, path: Path) -> None:
     """Load a previous stage's weights (checked first by `check_stage_inputs`)."""
     try:
         learn.model.load_state_dict(read_weights(path)[1])
-    except RuntimeError as e:  # torch lists every missing and unexpected key: hundreds of lines
-        missing = str(e).count("Missing key") + str(e).count("size mismatch")
-        raise StageError(f"the weights in {path.name} do not fit this model ({learn.model.__class__.__name__} with "
-                         f"the encoder of `model_arch`; {missing} kind(s) of mismatch): the stage was trained with "
-                         "another model_arch. Set model_arch to the one that stage used.") from None
+    except RuntimeError:  # torch lists every missing and unexpected key: hundreds of lines
+        raise StageError(f"the weights in {path.name} do not fit this model (a U-Net on the encoder of `model_arch`): "
+                         "the stage was trained with another model_arch. Set model_arch to the one that stage used.") \
+            from None
 
 
 class StageError(Exception):

@@ -1,4 +1,5 @@
 """Each bad input gets its own broken copy of the tiny dataset and a report that names the files."""
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from helpers.check_data import (
     mask_values_in,
     require_clean,
 )
+from helpers.files import staged_parts
 from helpers.labels import read_labels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ def test_jpeg_labels_are_refused(dataset_copy):
     (dataset_copy / "screenshots" / "3.png").rename(dataset_copy / "screenshots" / "3.jpg")
     Image.open(dataset_copy / "labels" / "3.png").save(dataset_copy / "labels" / "3.jpg", quality=95)
     (dataset_copy / "labels" / "3.png").unlink()
-    assert "3.jpg" in only_error(check_dataset(dataset_copy), "saved as JPEG")
+    assert "3.jpg" in only_error(check_dataset(dataset_copy), "are JPEG images")
 
 
 def test_masks_training_would_misread_are_named_and_fixed(dataset_copy, tmp_path):
@@ -257,3 +259,49 @@ def test_sixteen_bit_screenshots_are_refused(dataset_copy):
     grey = np.array(Image.open(shot).convert("L")).astype(np.uint16) * 257
     Image.fromarray(grey).save(shot)
     assert "2.png (I;16)" in only_error(check_dataset(dataset_copy), "16-bit or floating-point")
+
+
+def test_a_stray_value_or_colour_does_not_flip_the_kind_of_a_label(dataset_copy, tmp_path):
+    labels = read_labels(dataset_copy)
+    grey = np.array(Image.open(dataset_copy / "labels" / "0.png"))
+    grey_stray = grey.copy()
+    grey_stray[0, 0] = 99  # an index mask saved as RGB, with one unlabelled object
+    Image.fromarray(np.dstack([grey_stray] * 3)).save(dataset_copy / "labels" / "0.png")
+    coded = np.array(Image.open(dataset_copy / "labels" / "1.png"))
+    rgb = labels.palette[coded]
+    rgb[0, 0] = (1, 2, 3)  # a colour-coded label with one anti-aliased pixel, saved with a small palette
+    Image.fromarray(rgb).quantize(colors=32, method=Image.Quantize.MAXCOVERAGE).save(dataset_copy / "labels" / "1.png")
+    rep = check_dataset(dataset_copy)
+    assert "value 99 in 1 file(s): 0.png" in only_error(rep, "mask values above 23")
+    assert "1.png" in only_error(rep, "colour-coded") and "0.png" not in only_error(rep, "colour-coded")
+    out = tmp_path / "fixed"
+    assert main([str(dataset_copy), "--fix-rgb", str(out)]) == 1  # the fixed copy still holds the stray 99
+    fixed = np.array(Image.open(out / "labels" / "1.png"))
+    assert (fixed == coded).mean() > 0.99
+
+
+def test_fix_rgb_refuses_a_folder_inside_the_dataset(dataset_copy):
+    r = run_cli(dataset_copy, "--fix-rgb", dataset_copy / "screenshots" / "fixed")
+    assert r.returncode == 2 and "outside the dataset" in r.stderr
+    assert not (dataset_copy / "screenshots" / "fixed").exists()
+
+
+def test_a_failed_swap_puts_the_earlier_dataset_back(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (out / "labels").mkdir(parents=True)
+    (out / "labels" / "0.png").write_bytes(b"old")
+    (out / "labels.csv").write_text("old")
+    real, calls = os.replace, []
+
+    def fails_third(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(18, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_third)
+    with pytest.raises(OSError), staged_parts(out, ("labels", "labels.csv")) as new:
+        (new / "labels").mkdir()
+        (new / "labels.csv").write_text("new")
+    assert (out / "labels" / "0.png").read_bytes() == b"old" and (out / "labels.csv").read_text() == "old"
+    assert sorted(p.name for p in out.iterdir()) == ["labels", "labels.csv"]

@@ -53,3 +53,13 @@ def test_malformed_tables_say_what_is_wrong(text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(LabelsError, match="not found"):
         read_labels(tmp_path)
+
+
+def test_labels_csv_of_byte_order_marks_only_or_broken_utf16(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbf")
+    with pytest.raises(LabelsError, match="header must be exactly"):
+        read_labels(path)
+    path.write_bytes(b"\xff\xfeL\x00a\x00b")
+    with pytest.raises(LabelsError, match="starts like UTF-16"):
+        read_labels(path)

@@ -131,6 +131,12 @@ def test_phone_photos_are_turned_upright_by_their_exif_orientation(tmp_path):
     Image.new("L", (8, 6)).save(labels / "phone.png")  # labelled on the stored pixels
     with pytest.raises(LabelledSetError, match="EXIF orientation"):
         read_labelled_set(images, labels)
+    (images / "phone.jpg").unlink()
+    Image.fromarray(stored).save(images / "phone.png")  # no tag: a plain size mismatch, no word of EXIF
+    with pytest.raises(LabelledSetError, match="image is 8x6 but its label is 6x8") as e:
+        Image.new("L", (6, 8)).save(labels / "phone.png")
+        read_labelled_set(images, labels)
+    assert "EXIF" not in str(e.value)
 
 
 class SaysBed:
