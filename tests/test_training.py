@@ -101,7 +101,7 @@ def test_datasets_that_cannot_be_split_or_batched_stop_before_training(dataset_c
         label_of(f).unlink()
     with pytest.raises(training.StageError, match="none of them is held out for validation"):
         training.segmentation_dls(dataset_copy, 32, 2, labels, num_workers=0)
-    assert any("training cannot start" in w for w in check_dataset(dataset_copy).warnings)
+    assert any("training cannot start" in e for e in check_dataset(dataset_copy).errors)
 
 
 def test_weights_of_another_architecture_stop_with_a_message(tiny_dataset, tmp_path):
