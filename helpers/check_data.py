@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from helpers.files import staged_parts
+from helpers.files import UNDECODABLE, staged_parts
 from helpers.labels import LabelsError, LabelTable, read_labels
-from helpers.paths import IMAGE_SUFFIXES, image_files, split_problem
+from helpers.paths import DATASET_PARTS, IMAGE_SUFFIXES, image_files, split_problem
 from helpers.solo import looks_like_solo, solo_hint
 
 MAX_LISTED = 8  # files named per problem before "... and N more"
@@ -63,7 +63,7 @@ def _open(path: Path) -> tuple[Image.Image | None, str | None]:
         img = Image.open(path)
         img.load()
         return img, None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UNDECODABLE as e:
         return None, f"{e.__class__.__name__}: {e}"
 
 
@@ -400,7 +400,7 @@ def fix_rgb(folder: str | Path, out: str | Path) -> Fixed:
             raise FileNotFoundError(f"{folder / sub} is missing: --fix-rgb copies a dataset with screenshots/ and "
                                     "labels/.")
     labels = read_labels(folder / "labels.csv")
-    with staged_parts(out, ("labels.csv", "screenshots", "labels")) as tmp:
+    with staged_parts(out, DATASET_PARTS) as tmp:
         return _fix_into(folder, tmp, labels)
 
 

@@ -178,7 +178,7 @@ def train(stage: TrainingStage, cbs: list[Callback] | None = None) -> Learner:
                                     random_conv=stage.random_conv)
     learn = training.make_learner(dls, labels, getattr(models, stage.model_arch), stage.use_transfer, stage.loss)
     if weights is not None:
-        learn.model.load_state_dict(training.read_weights(weights)[1])
+        training.load_weights(learn, weights)
     described = training.set_precision(learn, stage.precision)
     if rank == 0:
         print(f"{len(dls.train_ds)} training and {len(dls.valid_ds)} validation images at {stage.res}x{stage.res}, "

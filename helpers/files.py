@@ -1,5 +1,5 @@
 """Atomic file writes: an interrupted save never leaves a truncated file, or a half-written dataset, under the final
-name."""
+name; and the errors of a file that does not decode as an image."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,11 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from PIL import Image, UnidentifiedImageError
+
+# What PIL raises for a file that is not a decodable image (truncated, not an image, a folder, too many pixels)
+UNDECODABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 @contextmanager
@@ -53,14 +58,10 @@ def staged_parts(out: str | Path, parts: tuple[str, ...]) -> Iterator[Path]:
     try:
         yield new
         replace_parts(new, out, parts)
-    except BaseException:
-        if made:
-            shutil.rmtree(new, ignore_errors=True)
-            if not any(out.iterdir()):
-                out.rmdir()
-        raise
     finally:
         shutil.rmtree(new, ignore_errors=True)
+        if made and not any(out.iterdir()):  # a failed first write leaves no empty folder behind
+            out.rmdir()
 
 
 def replace_parts(new: Path, out: Path, parts: tuple[str, ...]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 VALID_PCT = 0.2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DATASET_PARTS = ("labels.csv", "screenshots", "labels")  # what makes a dataset; models/ and test/ live beside them
 
 
 def label_of(image: Path) -> Path:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from helpers.files import atomic_path, atomic_write_bytes, staged_parts
+from helpers.files import UNDECODABLE, atomic_path, atomic_write_bytes, staged_parts
 from helpers.labels import LabelsError, LabelTable, format_labels, parse_labels, read_labels
+from helpers.paths import DATASET_PARTS
 
 Rgb = tuple[int, int, int]
 SEQUENCE = re.compile(r"sequence\.(\d+)$")
@@ -38,7 +39,6 @@ NO_JSON, NO_CAMERA, NO_SEMANTIC, MISSING, SIZES, UNREADABLE, AMBIGUOUS, TWIN_CAM
     "frame data that does not parse", "no capture from the camera", "no semantic segmentation",
     "a missing file", "image and mask of different sizes", "an unreadable image", "one colour for two labels",
     "two cameras with one id")
-UNDECODABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 class SoloError(Exception):
@@ -496,9 +496,6 @@ def convert(solo: str | Path, out: str | Path, labels_csv: str | Path | None = N
     if absent:
         say(f"note: {len(absent)} class(es) of labels.csv never occur in the masks: {', '.join(absent)}")
     return res
-
-
-DATASET_PARTS = ("screenshots", "labels", "labels.csv")  # what a conversion writes; --force replaces only these
 
 
 def write_table(table: LabelTable, out: Path) -> None:

@@ -36,7 +36,7 @@ from fastai.vision.all import (
 from PIL import Image
 
 from helpers.export import check_parity, export_onnx
-from helpers.files import atomic_save
+from helpers.files import UNDECODABLE, atomic_save
 from helpers.inference import resize_mask, squish
 from helpers.labels import LabelTable
 from helpers.paths import in_validation, label_of, screenshots, split_problem, stage_paths
@@ -293,7 +293,7 @@ def smallest_screenshot(data_path: str | Path) -> tuple[str, tuple[int, int]] | 
         try:
             with Image.open(f) as img:
                 sizes.append((min(img.size), f.name, img.size))
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except UNDECODABLE:
             continue  # the dataset check names unreadable files
     return min(sizes)[1:] if sizes else None
 
